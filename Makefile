@@ -1,0 +1,41 @@
+# Lvyue: `make run` sets up and starts the app; `make test` sets up and runs every test (SQLite, then PostgreSQL).
+VENV ?= .venv
+PYTHON ?= python3
+BIN = $(VENV)/bin
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: setup run worker test test-sqlite test-postgres lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	$(BIN)/lvyue init-db
+	$(BIN)/lvyue run
+
+worker: setup
+	$(BIN)/lvyue worker
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint test-sqlite test-postgres
+
+test-sqlite: setup
+	$(BIN)/pytest -q
+
+test-postgres: setup
+	bash scripts/ensure-postgres.sh
+	LVYUE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
+
+bench: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/engine_bench.py
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

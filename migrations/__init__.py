@@ -1,0 +1,1 @@
+"""Alembic migrations for Lvyue's schema (run through ``workflows.schema``)."""

@@ -1,0 +1,1 @@
+"""Lvyue's engine layer: SpiffWorkflow adapter (``engine``), transactional services and the CLI."""

@@ -1,0 +1,225 @@
+"""The ``lvyue`` command: set up the database, deploy, start, list, claim, complete, run the worker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from . import config
+from .runtime import Runtime
+from .services import accounts, deployments, instances, tasks, timers
+from .services.errors import DeployRefused, InvalidInput, ServiceError
+
+
+def _runtime(ctx: click.Context) -> Runtime:
+    if ctx.obj is None:
+        ctx.obj = Runtime(ctx.find_root().params["db"] or config.database_url(), business_tz=config.business_tz())
+    return ctx.obj
+
+
+def _fail(err: ServiceError) -> None:
+    click.secho(f"error: {err.message}", fg="red", err=True)
+    if isinstance(err, InvalidInput):
+        for field, msg in err.errors.items():
+            click.echo(f"  {field or '(form)'}: {msg}", err=True)
+    if isinstance(err, DeployRefused):
+        for problem in err.problems:
+            click.echo(f"  - {problem}", err=True)
+    sys.exit(1)
+
+
+def _json_arg(value: str | None) -> dict:
+    if not value:
+        return {}
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"not valid JSON: {err}") from err
+    if not isinstance(data, dict):
+        raise click.BadParameter("must be a JSON object")
+    return data
+
+
+@click.group()
+@click.option("--db", envvar="LVYUE_DATABASE_URL", default=None, help="Database URL (default: SQLite in instance/).")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """Lvyue (履约): contract workflows from quote to cash."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command("init-db")
+@click.option("--demo/--no-demo", default=True, help="Create the demo users.")
+@click.pass_context
+def init_db(ctx: click.Context, demo: bool) -> None:
+    """Create or upgrade the schema, add roles and demo users, deploy the process set."""
+    from .schema import upgrade
+
+    rt = _runtime(ctx)
+    upgrade(rt.engine)
+    accounts.ensure_roles(rt)
+    if demo:
+        made = accounts.ensure_demo_users(rt)
+        click.echo(f"demo users: {len(made)} created (password '{accounts.DEMO_PASSWORD}')")
+    try:
+        for result in deployments.deploy_path(rt, config.bpmn_dir(), comment="init-db"):
+            state = "deployed" if result.created else "unchanged"
+            click.echo(f"{result.process_key} v{result.version}: {state}")
+    except ServiceError as err:
+        _fail(err)
+
+
+@main.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--comment", default=None)
+@click.option("--as", "username", default=None, help="Deploying user (a process owner).")
+@click.pass_context
+def deploy(ctx: click.Context, path: Path, comment: str | None, username: str | None) -> None:
+    """Deploy a .bpmn file (with the forms and DMN it names) or every .bpmn in a folder."""
+    rt = _runtime(ctx)
+    try:
+        actor = accounts.get_user(rt, username) if username else None
+        if actor is not None and not actor.roles & {"process_owner", "admin"}:
+            raise ServiceError(f"{username} is not a process owner")
+        for result in deployments.deploy_path(rt, path, actor, comment):
+            state = "deployed" if result.created else "unchanged (same content as the latest version)"
+            click.echo(f"{result.process_key} v{result.version}: {state}")
+    except ServiceError as err:
+        _fail(err)
+
+
+@main.command()
+@click.argument("process_key")
+@click.option("--as", "username", required=True)
+@click.option("--data", default=None, help="Start data as JSON, or @file.json.")
+@click.option("--key", "business_key", default=None, help="Business key (default: generated).")
+@click.pass_context
+def start(ctx: click.Context, process_key: str, username: str, data: str | None, business_key: str | None) -> None:
+    """Start an instance of a deployed process."""
+    rt = _runtime(ctx)
+    try:
+        user = accounts.get_user(rt, username)
+        result = instances.start_instance(rt, process_key, user, _json_arg(data), business_key)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"started {result.business_key} (instance {result.instance_id}, version {result.version})")
+    for item in tasks.open_tasks_of_instance(rt, result.instance_id):
+        click.echo(f"  task {item.id}: {item.name} [{item.role}]")
+
+
+@main.command("tasks")
+@click.option("--as", "username", required=True)
+@click.option("--scope", type=click.Choice(["mine", "roles", "open"]), default="open")
+@click.option("--page", default=1, show_default=True)
+@click.pass_context
+def tasks_cmd(ctx: click.Context, username: str, scope: str, page: int) -> None:
+    """List tasks: mine (assigned to me), roles (unclaimed, my roles), open (all open of my roles)."""
+    rt = _runtime(ctx)
+    try:
+        user = accounts.get_user(rt, username)
+        result = tasks.list_tasks(rt, user, scope, page=page)
+    except ServiceError as err:
+        _fail(err)
+    if not result.items:
+        click.echo("no tasks")
+        return
+    click.echo(f"{'id':>6}  {'contract':<14} {'task':<34} {'role':<12} {'holder':<8} {'due':<16} customer")
+    for t in result.items:
+        due = t.due_at.strftime("%Y-%m-%d %H:%M") if t.due_at else "-"
+        overdue = t.due_at is not None and t.due_at < rt.clock.now()
+        line = (f"{t.id:>6}  {t.business_key:<14} {t.name[:34]:<34} {t.role:<12} {t.assignee or '-':<8} "
+                f"{due:<16} {t.customer_name or ''}")
+        click.secho(line, fg="red" if overdue else None)
+    click.echo(f"page {result.page} of {result.pages} ({result.total} tasks)")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@click.option("--as", "username", required=True)
+@click.pass_context
+def claim(ctx: click.Context, task_id: int, username: str) -> None:
+    """Claim a task of one of your roles."""
+    rt = _runtime(ctx)
+    try:
+        item = tasks.claim(rt, task_id, accounts.get_user(rt, username))
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"task {item.id} ({item.name}) is now held by {item.assignee}")
+
+
+@main.command()
+@click.argument("task_id", type=int)
+@click.option("--as", "username", required=True)
+@click.option("--data", default=None, help="Form data as JSON, or @file.json.")
+@click.option("--version", "expected_version", type=int, default=None, help="Fail if the instance moved on.")
+@click.pass_context
+def complete(ctx: click.Context, task_id: int, username: str, data: str | None, expected_version: int | None) -> None:
+    """Complete a task with its form data (validated against the task's form)."""
+    rt = _runtime(ctx)
+    try:
+        result = tasks.complete(rt, task_id, accounts.get_user(rt, username), _json_arg(data), expected_version)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"completed task {task_id}; instance {result.instance_id} is {result.instance_status} "
+               f"(version {result.instance_version})")
+    for item in tasks.open_tasks_of_instance(rt, result.instance_id):
+        click.echo(f"  task {item.id}: {item.name} [{item.role}]")
+
+
+@main.command()
+@click.argument("key")
+@click.pass_context
+def show(ctx: click.Context, key: str) -> None:
+    """Show an instance: status, stage, open tasks and the path taken."""
+    rt = _runtime(ctx)
+    try:
+        view = instances.get_instance(rt, int(key) if key.isdigit() else key)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"{view.business_key} ({view.process_key} v{view.deployment_version}): {view.status}, "
+               f"stage {view.stage}, customer {view.customer_name or '-'}, amount {view.amount or '-'}")
+    for task_id, spec_id, role, holder in view.open_tasks:
+        click.echo(f"  open task {task_id}: {spec_id} [{role}] held by {holder or 'nobody'}")
+    click.echo("  path: " + " → ".join(view.path))
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Fire what is due now and exit.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
+@click.option("--name", default="worker", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
+    """Fire due timers (safe to run several at once on PostgreSQL)."""
+    rt = _runtime(ctx)
+    log = logging.getLogger("lvyue.worker")
+    while True:
+        report = timers.fire_due_timers(rt, worker=name)
+        if report.fired or report.errors:
+            log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
+                     report.instances, report.errors, report.conflicts)
+        if once:
+            click.echo(f"fired {report.fired} timer(s); {report.errors} error(s)")
+            return
+        time.sleep(interval)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True)
+@click.pass_context
+def run(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the web app (development server)."""
+    from webapp import create_app
+
+    app = create_app(runtime=_runtime(ctx))
+    app.run(host=host, port=port, debug=False)
+
+
+if __name__ == "__main__":
+    main()

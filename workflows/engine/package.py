@@ -1,0 +1,451 @@
+"""Parses and checks a process package (BPMN + DMN + JSON-Schema forms) before it may be deployed.
+
+Everything a process owner can get wrong is reported here, with the file, line, element id and name,
+in words a non-programmer understands: XML that does not parse, DTDs and entities (refused outright),
+BPMN schema errors, user tasks outside a lane, lanes without a role, missing or invalid forms, and
+conditions, scripts, timer and due-date expressions or DMN cells that break the sandbox rules.
+The result is an immutable ``ProcessPackage`` holding the parsed specs, cached per deployment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+
+from . import sandbox
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+DMN_NAMESPACES = (
+    "https://www.omg.org/spec/DMN/20191111/MODEL/",
+    "http://www.omg.org/spec/DMN/20180521/MODEL/",
+    "https://www.omg.org/spec/DMN/20230324/MODEL/",
+)
+NS = {"bpmn": BPMN_NS, "spiff": SPIFF_NS}
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_PACKAGE_BYTES = 10 * 1024 * 1024
+MAX_XML_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    file: str | None = None
+    line: int | None = None
+    element_id: str | None = None
+    element_name: str | None = None
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = []
+        if self.file:
+            where.append(self.file + (f":{self.line}" if self.line else ""))
+        if self.element_id:
+            where.append(f"element '{self.element_id}'" + (f" ({self.element_name})" if self.element_name else ""))
+        return (", ".join(where) + ": " if where else "") + self.message
+
+
+class PackageError(Exception):
+    """The package cannot be deployed; ``problems`` lists every reason found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
+
+
+@dataclass(frozen=True)
+class UserTaskInfo:
+    spec_id: str
+    name: str
+    process_id: str
+    lane: str | None
+    role: str
+    form: str
+    ui_form: str | None
+    stage: str | None
+    due_in: str | None
+    due_date: str | None
+    four_eyes_exclude: tuple[str, ...]
+    instructions: str | None
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    process_id: str
+    name: str
+    start_form: str | None
+    lanes: dict[str, str]
+    user_tasks: dict[str, UserTaskInfo]
+    starter_roles: tuple[str, ...] = ()
+
+
+@dataclass
+class ProcessPackage:
+    process_key: str
+    files: dict[str, bytes]
+    processes: dict[str, ProcessInfo]
+    forms: dict[str, dict[str, Any]]
+    spec: Any
+    subprocess_specs: dict[str, Any]
+    content_hash: str
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def main(self) -> ProcessInfo:
+        return self.processes[self.process_key]
+
+    def user_task(self, process_id: str, spec_id: str) -> UserTaskInfo:
+        return self.processes[process_id].user_tasks[spec_id]
+
+
+def content_hash(files: dict[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
+
+
+def _parse_xml(name: str, data: bytes, problems: list[Problem]) -> etree._Element | None:
+    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+        problems.append(Problem("DTDs and entity declarations are not allowed in process files", file=name))
+        return None
+    try:
+        root = etree.fromstring(data, _safe_parser())
+    except etree.XMLSyntaxError as err:
+        problems.append(Problem(f"not well-formed XML: {err.msg}", file=name, line=err.lineno))
+        return None
+    depth = _max_depth(root)
+    if depth > MAX_XML_DEPTH:
+        problems.append(Problem(f"elements are nested {depth} deep; at most {MAX_XML_DEPTH} allowed", file=name))
+        return None
+    return root
+
+
+def _max_depth(root: etree._Element) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_XML_DEPTH:
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
+
+
+def _properties(node: etree._Element) -> dict[str, str]:
+    props = {}
+    for prop in node.iterfind("bpmn:extensionElements/spiff:properties/spiff:property", NS):
+        if "name" in prop.attrib:
+            props[prop.attrib["name"]] = prop.attrib.get("value", "")
+    return props
+
+
+def _extension_text(node: etree._Element, tag: str) -> str | None:
+    found = node.find(f"bpmn:extensionElements/spiff:{tag}", NS)
+    return found.text if found is not None and found.text and found.text.strip() else None
+
+
+def _basename(name: str) -> str:
+    return PurePosixPath(name).name
+
+
+def build_package(
+    files: dict[str, bytes], known_roles: set[str] | None = None, process_key: str | None = None
+) -> ProcessPackage:
+    """Check every file and return the parsed package, or raise ``PackageError`` listing all problems."""
+    problems: list[Problem] = []
+    files = {_basename(k): v for k, v in files.items()}
+    total = sum(len(v) for v in files.values())
+    if total > MAX_PACKAGE_BYTES:
+        raise PackageError([Problem(f"the package is {total} bytes; at most {MAX_PACKAGE_BYTES} allowed")])
+    for name, data in files.items():
+        if len(data) > MAX_FILE_BYTES:
+            problems.append(Problem(f"file is {len(data)} bytes; at most {MAX_FILE_BYTES} allowed", file=name))
+    if problems:
+        raise PackageError(problems)
+
+    bpmn_docs: dict[str, etree._Element] = {}
+    dmn_docs: dict[str, etree._Element] = {}
+    for name, data in files.items():
+        if name.endswith(".bpmn"):
+            root = _parse_xml(name, data, problems)
+            if root is not None:
+                bpmn_docs[name] = root
+        elif name.endswith(".dmn"):
+            root = _parse_xml(name, data, problems)
+            if root is not None:
+                dmn_docs[name] = root
+    if not bpmn_docs and not problems:
+        problems.append(Problem("the package has no .bpmn file"))
+    if problems:
+        raise PackageError(problems)
+
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    for name, root in bpmn_docs.items():
+        try:
+            parser.add_bpmn_xml(root, filename=name)
+        except ValidationException as err:
+            problems.append(_problem_from_validation(err, name))
+        except Exception as err:  # noqa: BLE001 - the parser raises many kinds; all mean "not deployable"
+            problems.append(Problem(f"the BPMN could not be read: {err}", file=name))
+    for name, root in dmn_docs.items():
+        try:
+            parser.add_dmn_xml(root, filename=name)
+        except ValidationException as err:
+            problems.append(_problem_from_validation(err, name))
+        except Exception as err:  # noqa: BLE001
+            problems.append(Problem(f"the DMN could not be read: {err}", file=name))
+    if problems:
+        raise PackageError(problems)
+
+    forms = _load_forms(files, problems)
+    processes: dict[str, ProcessInfo] = {}
+    executable: list[str] = []
+    for name, root in bpmn_docs.items():
+        for proc in root.iterfind("bpmn:process", NS):
+            info = _process_info(name, proc, files, forms, known_roles, problems)
+            processes[info.process_id] = info
+            if proc.get("isExecutable", "false") == "true":
+                executable.append(info.process_id)
+        _check_expressions(name, root, problems)
+    for name, root in dmn_docs.items():
+        _check_dmn(name, root, problems)
+
+    if process_key is None:
+        if len(executable) != 1:
+            problems.append(Problem(f"expected exactly one executable process, found {len(executable)}: "
+                                    f"{', '.join(executable) or 'none'}"))
+        else:
+            process_key = executable[0]
+    elif process_key not in processes:
+        problems.append(Problem(f"no process with id '{process_key}' in the package"))
+    if problems:
+        raise PackageError(problems)
+    assert process_key is not None
+
+    try:
+        spec = parser.get_spec(process_key)
+        subprocess_specs = parser.get_subprocess_specs(process_key)
+    except ValidationException as err:
+        raise PackageError([_problem_from_validation(err, None)]) from err
+    except Exception as err:  # noqa: BLE001
+        raise PackageError([Problem(f"the process could not be built: {err}")]) from err
+
+    return ProcessPackage(
+        process_key=process_key,
+        files=dict(files),
+        processes=processes,
+        forms=forms,
+        spec=spec,
+        subprocess_specs=subprocess_specs,
+        content_hash=content_hash(files),
+    )
+
+
+def _problem_from_validation(err: ValidationException, name: str | None) -> Problem:
+    message = str(getattr(err, "error_msg", None) or err).splitlines()[0]
+    return Problem(
+        message,
+        file=getattr(err, "file_name", None) or name,
+        line=getattr(err, "line_number", None) or None,
+        element_id=getattr(err, "id", None) or None,
+        element_name=getattr(err, "name", None) or None,
+    )
+
+
+def _load_forms(files: dict[str, bytes], problems: list[Problem]) -> dict[str, dict[str, Any]]:
+    forms: dict[str, dict[str, Any]] = {}
+    for name, data in files.items():
+        if not name.endswith(".json"):
+            continue
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            problems.append(Problem(f"not valid JSON: {err}", file=name))
+            continue
+        if name.endswith(".schema.json"):
+            try:
+                Draft202012Validator.check_schema(doc)
+            except SchemaError as err:
+                problems.append(Problem(f"not a valid JSON Schema: {err.message}", file=name))
+                continue
+            if doc.get("type") != "object":
+                problems.append(Problem("a form schema must describe an object (\"type\": \"object\")", file=name))
+                continue
+        forms[name] = doc
+    return forms
+
+
+def _process_info(
+    file: str,
+    proc: etree._Element,
+    files: dict[str, bytes],
+    forms: dict[str, dict[str, Any]],
+    known_roles: set[str] | None,
+    problems: list[Problem],
+) -> ProcessInfo:
+    process_id = proc.get("id", "")
+    lanes: dict[str, str] = {}
+    lane_of_node: dict[str, str] = {}
+    for lane in proc.iterfind(".//bpmn:lane", NS):
+        lane_name = lane.get("name") or lane.get("id", "")
+        role = _properties(lane).get("role") or (lane_name if known_roles and lane_name in known_roles else "")
+        where = dict(file=file, line=lane.sourceline, element_id=lane.get("id"), element_name=lane.get("name"))
+        if not role:
+            problems.append(Problem("this lane has no role (add the property 'role')", **where))
+        elif known_roles is not None and role not in known_roles:
+            problems.append(Problem(f"unknown role '{role}'; known roles: {', '.join(sorted(known_roles))}",
+                                    **where))
+        lanes[lane_name] = role
+        for ref in lane.iterfind("bpmn:flowNodeRef", NS):
+            if ref.text:
+                lane_of_node[ref.text.strip()] = lane_name
+
+    def check_form(node: etree._Element, filename: str | None, required: bool) -> None:
+        where = dict(file=file, line=node.sourceline, element_id=node.get("id"), element_name=node.get("name"))
+        if not filename:
+            if required:
+                problems.append(Problem("this user task has no form (property 'formJsonSchemaFilename')", **where))
+            return
+        if filename not in files:
+            problems.append(Problem(f"form file '{filename}' is not in the package", **where))
+        elif filename.endswith(".schema.json") and filename not in forms:
+            pass  # already reported by _load_forms
+        elif not filename.endswith(".json"):
+            problems.append(Problem(f"form file '{filename}' is not a .json file", **where))
+
+    user_tasks: dict[str, UserTaskInfo] = {}
+    for node in proc.iter(f"{{{BPMN_NS}}}userTask"):
+        spec_id = node.get("id", "")
+        props = _properties(node)
+        where = dict(file=file, line=node.sourceline, element_id=spec_id, element_name=node.get("name"))
+        lane_name = lane_of_node.get(spec_id)
+        if lane_name is None:
+            problems.append(Problem("this user task is outside every lane, so no role can see it", **where))
+        form = props.get("formJsonSchemaFilename")
+        ui_form = props.get("formUiSchemaFilename") or None
+        check_form(node, form, required=True)
+        if ui_form:
+            check_form(node, ui_form, required=False)
+        due_in, due_date = props.get("dueIn") or None, props.get("dueDate") or None
+        if due_in:
+            from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+
+            try:
+                TimerEventDefinition.parse_iso_duration(due_in)
+            except Exception:  # noqa: BLE001
+                problems.append(Problem(f"dueIn '{due_in}' is not an ISO 8601 duration such as P2D or PT8H",
+                                        **where))
+        if due_date:
+            for msg in sandbox.check_expression(due_date):
+                problems.append(Problem(f"dueDate expression: {msg}", **where))
+        exclude = tuple(x.strip() for x in props.get("fourEyesExclude", "").split(",") if x.strip())
+        user_tasks[spec_id] = UserTaskInfo(
+            spec_id=spec_id,
+            name=node.get("name") or spec_id,
+            process_id=process_id,
+            lane=lane_name,
+            role=lanes.get(lane_name or "", ""),
+            form=form or "",
+            ui_form=ui_form,
+            stage=props.get("stage") or None,
+            due_in=due_in,
+            due_date=due_date,
+            four_eyes_exclude=exclude,
+            instructions=_extension_text(node, "instructionsForEndUser"),
+        )
+    all_user_tasks = set(user_tasks)
+    for info in user_tasks.values():
+        for ref in info.four_eyes_exclude:
+            if ref not in all_user_tasks:
+                problems.append(Problem(f"fourEyesExclude names '{ref}', which is not a user task of this process",
+                                        file=file, element_id=info.spec_id, element_name=info.name))
+    start_form, starters = None, []
+    for start in proc.iterfind("bpmn:startEvent", NS):
+        props = _properties(start)
+        start_form = props.get("formJsonSchemaFilename") or start_form
+        if start_form:
+            check_form(start, start_form, required=False)
+        named = [r.strip() for r in props.get("starterRoles", "").split(",") if r.strip()]
+        lane_role = lanes.get(lane_of_node.get(start.get("id", ""), ""), "")
+        starters.extend(named or ([lane_role] if lane_role else []))
+        if known_roles is not None:
+            for role in named:
+                if role not in known_roles:
+                    problems.append(Problem(f"starterRoles names unknown role '{role}'", file=file,
+                                            element_id=start.get("id"), element_name=start.get("name")))
+    return ProcessInfo(process_id, proc.get("name") or process_id, start_form, lanes, user_tasks,
+                       tuple(dict.fromkeys(starters)))
+
+
+def _check_expressions(file: str, root: etree._Element, problems: list[Problem]) -> None:
+    def report(node: etree._Element, what: str, messages: list[str]) -> None:
+        owner = node
+        while owner is not None and owner.get("id") is None:
+            owner = owner.getparent()
+        for msg in messages:
+            problems.append(Problem(f"{what}: {msg}", file=file, line=node.sourceline,
+                                    element_id=owner.get("id") if owner is not None else None,
+                                    element_name=owner.get("name") if owner is not None else None))
+
+    for node in root.iter(f"{{{BPMN_NS}}}conditionExpression"):
+        if node.text and node.text.strip():
+            report(node, "condition", sandbox.check_expression(node.text.strip()))
+    for node in root.iter(f"{{{BPMN_NS}}}script"):
+        if node.text and node.text.strip():
+            report(node, "script", sandbox.check_script(node.text))
+    for tag in ("preScript", "postScript"):
+        for node in root.iter(f"{{{SPIFF_NS}}}{tag}"):
+            if node.text and node.text.strip():
+                report(node, tag, sandbox.check_script(node.text))
+    for tag in ("timeDate", "timeDuration", "timeCycle"):
+        for node in root.iter(f"{{{BPMN_NS}}}{tag}"):
+            if node.text and node.text.strip():
+                report(node, "timer expression", sandbox.check_expression(node.text.strip()))
+
+
+def _check_dmn(file: str, root: etree._Element, problems: list[Problem]) -> None:
+    ns = etree.QName(root).namespace
+    if ns not in DMN_NAMESPACES:
+        problems.append(Problem(f"unsupported DMN namespace '{ns}'", file=file))
+        return
+    q = {"dmn": ns}
+
+    def report(node: etree._Element, what: str, messages: list[str]) -> None:
+        owner = node
+        while owner is not None and owner.get("id") is None:
+            owner = owner.getparent()
+        for msg in messages:
+            problems.append(Problem(f"{what}: {msg}", file=file, line=node.sourceline,
+                                    element_id=owner.get("id") if owner is not None else None))
+
+    for node in root.iterfind(".//dmn:inputExpression/dmn:text", q):
+        if node.text and node.text.strip():
+            report(node, "DMN input", sandbox.check_expression(node.text.strip()))
+    for tag in ("inputEntry", "outputEntry"):
+        for node in root.iterfind(f".//dmn:{tag}/dmn:text", q):
+            text = (node.text or "").strip()
+            if not text or text == "-":
+                continue
+            if tag == "inputEntry":
+                cell = text.replace("?", "dmninputexpr")
+                candidates = [f"({cell})", f"dmninputexpr {cell}"]
+                results = [sandbox.check_expression(c) for c in candidates]
+                messages = [] if any(not r for r in results) else results[0]
+            else:
+                messages = sandbox.check_expression(text)
+            report(node, "DMN cell", messages)

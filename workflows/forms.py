@@ -1,0 +1,172 @@
+"""Server-side validation of form submissions against a task's JSON Schema.
+
+Every completion goes through here, whatever the browser checked. Errors come back per field (a path
+such as ``line_items/0/unit_price``) so the page can show them next to the field. Money fields
+(``"format": "money"``) become ``Decimal``; keys that would confuse the engine's serializer
+(``typename``) or look like Python internals (``__x``) are refused, as are fields the form does not have.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+
+MAX_SUBMISSION_BYTES = 256 * 1024
+MAX_STRING = 20_000
+MONEY_RE = re.compile(r"^-?\d{1,13}(\.\d{1,2})?$")
+FORBIDDEN_KEYS = {"typename"}
+
+_formats = FormatChecker()
+
+
+@_formats.checks("money", raises=(InvalidOperation, ValueError))
+def _is_money(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # the type keyword reports non-strings
+    return bool(MONEY_RE.match(value))
+
+
+@_formats.checks("date", raises=ValueError)
+def _is_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return len(value) == 10 and date.fromisoformat(value) is not None
+
+
+class FormInvalid(Exception):
+    """A submission that does not fit its form; ``errors`` maps a field path to a message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{k or 'form'}: {v}" for k, v in errors.items()))
+
+
+def _path(parts) -> str:
+    return "/".join(str(p) for p in parts)
+
+
+def _friendly(err: ValidationError) -> tuple[str, str]:
+    path = list(err.absolute_path)
+    v = err.validator
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", err.message)
+        return _path(path + missing[:1]), "this field is required"
+    if v == "additionalProperties":
+        extra = re.findall(r"'([^']+)'", err.message)
+        return _path(path + extra[:1]), "this field is not part of the form"
+    if v == "type":
+        expected = err.validator_value
+        names = {"string": "text", "number": "a number", "integer": "a whole number", "boolean": "yes or no",
+                 "array": "a list", "object": "a group of fields"}
+        if isinstance(expected, list):
+            wanted = " or ".join(names.get(t, t) for t in expected)
+        else:
+            wanted = names.get(expected, expected)
+        return _path(path), f"must be {wanted}"
+    if v == "format":
+        fmt = err.validator_value
+        text = {"money": "an amount such as 1234.50", "date": "a date such as 2026-12-31"}.get(fmt, fmt)
+        return _path(path), f"must be {text}"
+    if v in ("oneOf", "anyOf", "enum", "const"):
+        options = err.schema.get("oneOf") or err.schema.get("anyOf") or []
+        consts = [str(o.get("const")) for o in options if isinstance(o, dict) and "const" in o]
+        if v == "enum":
+            consts = [str(x) for x in err.validator_value]
+        if consts:
+            return _path(path), "must be one of: " + ", ".join(consts)
+        return _path(path), "is not an allowed value"
+    simple = {
+        "minimum": "must be at least {}", "maximum": "must be at most {}",
+        "exclusiveMinimum": "must be more than {}", "exclusiveMaximum": "must be less than {}",
+        "minLength": "must have at least {} characters", "maxLength": "must have at most {} characters",
+        "minItems": "needs at least {} entries", "maxItems": "allows at most {} entries",
+        "pattern": "has the wrong format",
+    }
+    if v in simple:
+        return _path(path), simple[v].format(err.validator_value)
+    return _path(path), err.message
+
+
+def _scan_keys(value: Any, path: list, errors: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                errors[_path(path)] = "field names must be text"
+            elif key in FORBIDDEN_KEYS or key.startswith("__"):
+                errors[_path(path + [key])] = f"'{key}' is a reserved name and cannot be a field"
+            else:
+                _scan_keys(item, path + [key], errors)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _scan_keys(item, path + [i], errors)
+    elif isinstance(value, str) and len(value) > MAX_STRING:
+        errors[_path(path)] = f"must have at most {MAX_STRING} characters"
+    elif isinstance(value, float) and value != value:  # NaN
+        errors[_path(path)] = "must be a number"
+
+
+def _unknown_fields(schema: dict, value: Any, path: list, errors: dict[str, str]) -> None:
+    """Refuse fields the form does not declare, even where the schema forgot additionalProperties."""
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        props = schema["properties"]
+        for key, item in value.items():
+            if key not in props:
+                errors.setdefault(_path(path + [key]), "this field is not part of the form")
+            else:
+                _unknown_fields(props[key], item, path + [key], errors)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            _unknown_fields(schema["items"], item, path + [i], errors)
+
+
+def _convert(schema: dict, value: Any) -> Any:
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        return {k: _convert(schema["properties"].get(k, {}), v) for k, v in value.items()}
+    if isinstance(value, list):
+        item_schema = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        return [_convert(item_schema, v) for v in value]
+    if schema.get("format") == "money" and isinstance(value, str):
+        return Decimal(value)
+    return value
+
+
+def validator_for(schema: dict) -> Draft202012Validator:
+    return Draft202012Validator(schema, format_checker=_formats)
+
+
+def validate_submission(schema: dict, data: Any, validator: Draft202012Validator | None = None) -> dict:
+    """Return the cleaned data (money as Decimal) or raise ``FormInvalid`` with every field's problem."""
+    if not isinstance(data, dict):
+        raise FormInvalid({"": "the form data must be a set of named fields"})
+    try:
+        size = len(json.dumps(data, default=str))
+    except (TypeError, ValueError):
+        raise FormInvalid({"": "the form data is not valid JSON"}) from None
+    if size > MAX_SUBMISSION_BYTES:
+        raise FormInvalid({"": f"the form data is {size} bytes; at most {MAX_SUBMISSION_BYTES} allowed"})
+    errors: dict[str, str] = {}
+    _scan_keys(data, [], errors)
+    _unknown_fields(schema, data, [], errors)
+    for err in sorted((validator or validator_for(schema)).iter_errors(data), key=lambda e: list(e.path)):
+        path, message = _friendly(err)
+        errors.setdefault(path, message)
+    if errors:
+        raise FormInvalid(errors)
+    return _convert(schema, data)
+
+
+def to_form_values(value: Any) -> Any:
+    """Task data → JSON form values (Decimal back to text), for pre-filling a form."""
+    if isinstance(value, dict):
+        return {k: to_form_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_form_values(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value

@@ -1,0 +1,51 @@
+"""Errors a service raises; each carries a message meant for the person who acted."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class NotFound(ServiceError):
+    code = "not_found"
+
+
+class PermissionDenied(ServiceError):
+    code = "forbidden"
+
+
+class FourEyesViolation(PermissionDenied):
+    code = "four_eyes"
+
+
+class Conflict(ServiceError):
+    """The action lost a race or acts on a stale view: nothing was changed."""
+
+    code = "conflict"
+
+
+class InvalidInput(ServiceError):
+    code = "invalid"
+
+    def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+class ProcessError(ServiceError):
+    """The process definition failed at run time (a script or condition); nothing was changed."""
+
+    code = "process_error"
+
+
+class DeployRefused(ServiceError):
+    code = "deploy_refused"
+
+    def __init__(self, message: str, problems: list) -> None:
+        super().__init__(message)
+        self.problems = problems

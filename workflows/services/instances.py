@@ -1,0 +1,154 @@
+"""Starting process instances and reading them back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from models import Deployment, Instance, Step, TaskRow
+
+from ..clock import using_clock
+from ..engine import runner
+from ..engine.sandbox import SandboxViolation
+from ..forms import FormInvalid, validate_submission
+from ..runtime import Runtime
+from . import audit
+from .accounts import UserView
+from .deployments import latest_deployment_id, package_for, script_engine_for
+from .errors import InvalidInput, NotFound, PermissionDenied, ProcessError
+from .progress import describe_engine_error, persist_step
+
+KEY_PREFIX = {"quote_to_cash": "Q", "complaint": "C"}
+
+
+@dataclass(frozen=True)
+class StartResult:
+    instance_id: int
+    business_key: str
+    version: int
+    status: str
+    open_task_ids: list[int]
+
+
+def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str, Any] | None = None,
+                   business_key: str | None = None) -> StartResult:
+    deployment_id = latest_deployment_id(rt, process_key)
+    package = package_for(rt, deployment_id)
+    process = package.main
+    allowed = set(process.starter_roles)
+    if not (allowed & user.roles):
+        raise PermissionDenied(f"starting '{process.name}' needs one of the roles: {', '.join(sorted(allowed))}")
+    data = dict(data or {})
+    if process.start_form:
+        try:
+            data = validate_submission(package.forms[process.start_form], data)
+        except FormInvalid as err:
+            raise InvalidInput("the start form has errors", err.errors) from err
+    elif data:
+        allowed_keys = {"customer_name"}
+        extra = set(data) - allowed_keys
+        if extra:
+            raise InvalidInput("unknown start data", {k: "this field is not part of the form" for k in extra})
+        if not isinstance(data.get("customer_name", ""), str):
+            raise InvalidInput("the start form has errors", {"customer_name": "must be text"})
+    now = rt.clock.now()
+    with rt.write() as s:
+        related = data.get("contract_key")
+        if related is not None and s.scalar(select(Instance.id).where(Instance.business_key == related)) is None:
+            raise InvalidInput("no such contract", {"contract_key": f"no contract with the key '{related}'"})
+        workflow = runner.new_workflow(package, script_engine_for(rt), data)
+        try:
+            with using_clock(rt.clock):
+                dropped = runner.step(workflow)
+        except (SpiffWorkflowException, SandboxViolation) as err:
+            raise ProcessError(describe_engine_error(err)) from err
+        inst = Instance(deployment_id=deployment_id, process_key=process_key, status="running",
+                        business_key=business_key or _next_key(s, process_key, now.year),
+                        started_by_id=user.id, started_at=now, updated_at=now, state="{}",
+                        related_key=related, customer_name=data.get("customer_name"))
+        s.add(inst)
+        try:
+            with s.begin_nested():
+                s.flush()
+        except IntegrityError:
+            if business_key:
+                raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"}) from None
+            inst.business_key = _next_key(s, process_key, now.year, bump=True)
+            s.add(inst)
+            s.flush()
+        outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
+        audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=inst.id,
+                     data={"process_key": process_key, "deployment_id": deployment_id,
+                           "business_key": inst.business_key, "data": data})
+        s.flush()
+        result = StartResult(inst.id, inst.business_key, inst.version, inst.status,
+                             [t.id for t in outcome.new_tasks])
+    rt.keep_workflow(result.instance_id, result.version, workflow)
+    return result
+
+
+def _next_key(s, process_key: str, year: int, bump: bool = False) -> str:
+    prefix = f"{KEY_PREFIX.get(process_key, process_key[:3].upper())}-{year}-"
+    count = s.scalar(select(func.count()).select_from(Instance).where(Instance.business_key.like(prefix + "%")))
+    seq = (count or 0) + 1
+    while True:
+        key = f"{prefix}{seq:05d}"
+        if s.scalar(select(Instance.id).where(Instance.business_key == key)) is None:
+            return key
+        seq += 1
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    id: int
+    business_key: str
+    process_key: str
+    deployment_version: int
+    status: str
+    stage: str | None
+    end_event: str | None
+    customer_name: str | None
+    amount: Any
+    version: int
+    open_tasks: list[tuple[int, str, str, str | None]]  # id, spec id, role, assignee username
+    path: list[str]  # spec ids of finished steps, in order
+
+
+def get_instance(rt: Runtime, key: str | int) -> InstanceView:
+    from models import User
+
+    with rt.read() as s:
+        q = select(Instance).where(Instance.id == key if isinstance(key, int) else Instance.business_key == key)
+        inst = s.scalar(q)
+        if inst is None:
+            raise NotFound(f"no instance '{key}'")
+        version = s.scalar(select(Deployment.version).where(Deployment.id == inst.deployment_id))
+        rows = s.execute(select(TaskRow.id, TaskRow.spec_id, TaskRow.role, User.username)
+                         .outerjoin(User, User.id == TaskRow.assignee_id)
+                         .where(TaskRow.instance_id == inst.id, TaskRow.status == "open")
+                         .order_by(TaskRow.id)).all()
+        path = list(s.scalars(select(Step.spec_id).where(Step.instance_id == inst.id, Step.state == "COMPLETED")
+                              .order_by(Step.finished_at, Step.id)))
+        return InstanceView(inst.id, inst.business_key, inst.process_key, version or 0, inst.status, inst.stage,
+                            inst.end_event, inst.customer_name, inst.amount, inst.version,
+                            [tuple(r) for r in rows], path)
+
+
+def instance_data(rt: Runtime, key: str | int) -> dict[str, Any]:
+    """The business data of an instance as it stands (deserializes one workflow)."""
+    from .progress import load_workflow
+
+    with rt.read() as s:
+        q = select(Instance).where(Instance.id == key if isinstance(key, int) else Instance.business_key == key)
+        inst = s.scalar(q)
+        if inst is None:
+            raise NotFound(f"no instance '{key}'")
+        package = package_for(rt, inst.deployment_id)
+        workflow = load_workflow(rt, inst, package)
+        data = dict(runner.current_data(workflow))
+        rt.keep_workflow(inst.id, inst.version, workflow)
+        return data

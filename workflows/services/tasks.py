@@ -1,0 +1,295 @@
+"""Task queues and the four actions on a task: claim, unclaim, reassign and complete.
+
+Who may act: a user holding the role of the task's lane, or the user it is assigned to. Four eyes: a
+task's ``fourEyesExclude`` property names user tasks whose completers may not act on it (so the rule
+lives in the BPMN, which process owners edit). Completion validates the form server-side, runs the
+engine to its next wait state and commits rows, state and audit in one transaction; a lost race or a
+stale view raises ``Conflict`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.exc import StaleDataError
+
+from models import Instance, TaskRow, User
+
+from ..clock import using_clock
+from ..engine import runner
+from ..engine.sandbox import SandboxViolation
+from ..forms import FormInvalid, validate_submission
+from ..runtime import Runtime
+from . import audit
+from .accounts import SUPERVISORY_ROLES, UserView
+from .deployments import package_for
+from .errors import Conflict, FourEyesViolation, InvalidInput, NotFound, PermissionDenied, ProcessError
+from .progress import describe_engine_error, load_workflow, persist_step
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    id: int
+    instance_id: int
+    business_key: str
+    process_key: str
+    spec_id: str
+    name: str
+    role: str
+    stage: str | None
+    status: str
+    form: str
+    customer_name: str | None
+    amount: Decimal | None
+    assignee: str | None
+    created_at: datetime
+    due_at: datetime | None
+    instance_version: int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[TaskItem]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _item_query():
+    assignee = aliased(User)
+    cols = (TaskRow.id, TaskRow.instance_id, Instance.business_key, TaskRow.process_key, TaskRow.spec_id,
+            TaskRow.name, TaskRow.role, TaskRow.stage, TaskRow.status, TaskRow.form, Instance.customer_name,
+            Instance.amount, assignee.username, TaskRow.created_at, TaskRow.due_at, Instance.version)
+    return select(*cols).join(Instance, Instance.id == TaskRow.instance_id).outerjoin(
+        assignee, assignee.id == TaskRow.assignee_id)
+
+
+def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
+               stage: str | None = None, customer: str | None = None) -> Page:
+    """``mine``: assigned to me; ``roles``: unclaimed tasks of my roles; ``open``: open tasks of my roles."""
+    where = [TaskRow.status == "open"]
+    if scope == "mine":
+        where.append(TaskRow.assignee_id == user.id)
+    elif scope == "roles":
+        where += [TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None)]
+    elif scope == "open":
+        where.append(TaskRow.role.in_(sorted(user.roles)))
+    else:
+        raise InvalidInput(f"unknown queue '{scope}'")
+    if stage:
+        where.append(TaskRow.stage == stage)
+    if customer:
+        where.append(Instance.customer_name.like(f"%{customer}%"))
+    page, per_page = max(1, page), min(max(1, per_page), 200)
+    with rt.read() as s:
+        total = s.scalar(select(func.count()).select_from(TaskRow).join(Instance, Instance.id == TaskRow.instance_id)
+                         .where(and_(*where)))
+        rows = s.execute(_item_query().where(and_(*where))
+                         .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
+                         .offset((page - 1) * per_page).limit(per_page)).all()
+    return Page([TaskItem(*r) for r in rows], total or 0, page, per_page)
+
+
+def get_task(rt: Runtime, task_id: int) -> TaskItem:
+    with rt.read() as s:
+        row = s.execute(_item_query().where(TaskRow.id == task_id)).first()
+    if row is None:
+        raise NotFound(f"no task #{task_id}")
+    return TaskItem(*row)
+
+
+def _load_row(s: Session, task_id: int) -> TaskRow:
+    row = s.get(TaskRow, task_id)
+    if row is None:
+        raise NotFound(f"no task #{task_id}")
+    return row
+
+
+def _name(s: Session, user_id: int | None) -> str:
+    if user_id is None:
+        return "nobody"
+    user = s.get(User, user_id)
+    return user.username if user else f"user #{user_id}"
+
+
+def _require_open(s: Session, row: TaskRow) -> None:
+    if row.status == "completed":
+        when = row.completed_at.isoformat(timespec="seconds") if row.completed_at else "earlier"
+        raise Conflict(f"'{row.name}' was already completed by {_name(s, row.completed_by_id)} ({when})")
+    if row.status != "open":
+        raise Conflict(f"'{row.name}' is no longer open (it was {row.status})")
+
+
+def _check_four_eyes(s: Session, rt: Runtime, row: TaskRow, user_id: int, username: str) -> None:
+    inst = s.get(Instance, row.instance_id)
+    package = package_for(rt, inst.deployment_id)
+    info = package.user_task(package.main.process_id if row.process_key == package.process_key else row.process_key,
+                             row.spec_id)
+    if not info.four_eyes_exclude:
+        return
+    done = s.scalar(select(TaskRow.name).where(TaskRow.instance_id == row.instance_id,
+                                               TaskRow.spec_id.in_(info.four_eyes_exclude),
+                                               TaskRow.completed_by_id == user_id,
+                                               TaskRow.status == "completed").limit(1))
+    if done is not None:
+        raise FourEyesViolation(f"four eyes: {username} completed '{done}' on this contract, "
+                                f"so someone else must do '{row.name}'")
+
+
+def _check_may_act(s: Session, rt: Runtime, row: TaskRow, user: UserView) -> None:
+    if row.assignee_id is not None and row.assignee_id != user.id:
+        raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
+    if row.assignee_id != user.id and row.role not in user.roles:
+        raise PermissionDenied(f"'{row.name}' is work for the role '{row.role}', which {user.username} does not have")
+    _check_four_eyes(s, rt, row, user.id, user.username)
+
+
+def _check_version(row: TaskRow, inst: Instance, expected_version: int | None) -> None:
+    if expected_version is not None and inst.version != expected_version:
+        raise Conflict(f"this contract changed since you opened '{row.name}' (version {expected_version}, "
+                       f"now {inst.version}); reload it — what you typed is kept")
+
+
+def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
+    now = rt.clock.now()
+    with rt.write() as s:
+        row = _load_row(s, task_id)
+        _require_open(s, row)
+        if row.assignee_id == user.id:
+            return get_task_in(s, task_id)
+        _check_may_act(s, rt, row, user)
+        row.assignee_id, row.claimed_at = user.id, now
+        audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=row.role,
+                     instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
+        s.flush()
+        return get_task_in(s, task_id)
+
+
+def unclaim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
+    now = rt.clock.now()
+    with rt.write() as s:
+        row = _load_row(s, task_id)
+        _require_open(s, row)
+        if row.assignee_id != user.id:
+            raise Conflict(f"'{row.name}' is not claimed by {user.username}")
+        row.assignee_id, row.claimed_at = None, None
+        audit.record(s, now, "unclaim", actor_id=user.id, actor=user.username, role=row.role,
+                     instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
+        s.flush()
+        return get_task_in(s, task_id)
+
+
+def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason: str) -> TaskItem:
+    """The holder (or a supervisor, manager or director) hands the task to another user of its role."""
+    if not reason or not reason.strip():
+        raise InvalidInput("a reason is required", {"reason": "this field is required"})
+    now = rt.clock.now()
+    with rt.write() as s:
+        row = _load_row(s, task_id)
+        _require_open(s, row)
+        holder_or_boss = row.assignee_id == user.id or (
+            row.assignee_id is None and row.role in user.roles) or bool(user.roles & SUPERVISORY_ROLES)
+        if not holder_or_boss:
+            raise PermissionDenied(f"only the holder of '{row.name}' or a supervisor may reassign it")
+        target = s.scalar(select(User).where(User.username == to_username, User.active.is_(True)))
+        if target is None:
+            raise InvalidInput("no such user", {"to": f"no active user '{to_username}'"})
+        if row.role not in target.role_codes:
+            raise InvalidInput("wrong role", {"to": f"{to_username} does not have the role '{row.role}'"})
+        _check_four_eyes(s, rt, row, target.id, target.username)
+        previous = _name(s, row.assignee_id)
+        row.assignee_id, row.claimed_at = target.id, now
+        audit.record(s, now, "reassign", actor_id=user.id, actor=user.username, role=row.role,
+                     instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id,
+                     data={"from": previous, "to": target.username, "reason": reason.strip()})
+        s.flush()
+        return get_task_in(s, task_id)
+
+
+@dataclass(frozen=True)
+class Completion:
+    task_id: int
+    instance_id: int
+    instance_version: int
+    instance_status: str
+    new_task_ids: list[int]
+
+
+def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
+             expected_version: int | None = None) -> Completion:
+    """Complete a task. A race with a completion of *another* task of the same instance (parallel
+    reviews) is retried; a race for the same task ends in ``Conflict`` for all but the winner."""
+    for attempt in range(3):
+        try:
+            return _complete_once(rt, task_id, user, data, expected_version)
+        except Conflict as err:
+            if not isinstance(err.__cause__, StaleDataError) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
+                   expected_version: int | None) -> Completion:
+    now = rt.clock.now()
+    workflow = None
+    with rt.write() as s:
+        row = _load_row(s, task_id)
+        _require_open(s, row)
+        _check_may_act(s, rt, row, user)
+        inst = s.get(Instance, row.instance_id)
+        _check_version(row, inst, expected_version)
+        package = package_for(rt, inst.deployment_id)
+        try:
+            cleaned = validate_submission(package.forms[row.form], data)
+        except FormInvalid as err:
+            raise InvalidInput(f"the form '{row.name}' has errors", err.errors) from err
+        workflow = load_workflow(rt, inst, package)
+        try:
+            with using_clock(rt.clock):
+                task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
+                after = dict(task.data)
+                dropped = runner.step(workflow)
+        except runner.NotReady:
+            raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
+        except (SpiffWorkflowException, SandboxViolation) as err:
+            raise ProcessError(describe_engine_error(err)) from err
+        if row.assignee_id is None:
+            row.assignee_id, row.claimed_at = user.id, now
+        row.status, row.completed_at, row.completed_by_id = "completed", now, user.id
+        outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
+        audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
+                     instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
+                     data={"form": cleaned, "changes": audit.changes(before, after)})
+        for trow in outcome.cancelled_tasks:
+            audit.record(s, now, "cancel", instance_id=inst.id, task_id=trow.id, spec_id=trow.spec_id)
+        s.flush()
+        result = Completion(row.id, inst.id, inst.version, inst.status, [t.id for t in outcome.new_tasks])
+    rt.keep_workflow(result.instance_id, result.instance_version, workflow)
+    return result
+
+
+def get_task_in(s: Session, task_id: int) -> TaskItem:
+    row = s.execute(_item_query().where(TaskRow.id == task_id)).first()
+    return TaskItem(*row)
+
+
+def user_may_see(user: UserView, item: TaskItem) -> bool:
+    return item.role in user.roles or item.assignee == user.username or bool(user.roles & {"compliance", "admin"})
+
+
+def open_tasks_of_instance(rt: Runtime, instance_id: int) -> list[TaskItem]:
+    with rt.read() as s:
+        rows = s.execute(_item_query().where(TaskRow.instance_id == instance_id, TaskRow.status == "open")
+                         .order_by(TaskRow.id)).all()
+    return [TaskItem(*r) for r in rows]
+

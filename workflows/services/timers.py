@@ -1,0 +1,118 @@
+"""The timer worker's unit of work: fire the due timers of one instance at a time.
+
+A due timer row is picked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (so several workers share the
+load and never fire the same timer), the instance's workflow fires every timer that is due by the
+runtime's clock, and rows, state and audit commit together. A timer whose process fails is marked
+``error`` with the reason and retried no more than ``MAX_ATTEMPTS`` times.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from sqlalchemy import select
+
+from models import Instance, Timer
+
+from ..clock import using_clock
+from ..engine import runner
+from ..engine.sandbox import SandboxViolation
+from ..runtime import Runtime
+from . import audit
+from .deployments import package_for
+from .errors import Conflict
+from .progress import describe_engine_error, load_workflow, persist_step
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class FireReport:
+    fired: int
+    instances: int
+    errors: int
+    conflicts: int
+
+
+def fire_due_timers(rt: Runtime, limit: int = 100, worker: str = "worker") -> FireReport:
+    fired = instances = errors = conflicts = 0
+    skip: set[int] = set()
+    while instances + errors + conflicts < limit:
+        try:
+            outcome = _fire_one_instance(rt, worker, skip)
+        except Conflict:
+            conflicts += 1
+            continue
+        if outcome is None:
+            break
+        instance_id, count, failed = outcome
+        skip.add(instance_id)
+        if failed:
+            errors += 1
+        else:
+            instances += 1
+            fired += count
+    return FireReport(fired, instances, errors, conflicts)
+
+
+def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, int, bool] | None:
+    now = rt.clock.now()
+    workflow = None
+    failure: str | None = None
+    with rt.write() as s:
+        q = (select(Timer).where(Timer.status == "waiting", Timer.due_at <= now, Timer.attempts < MAX_ATTEMPTS)
+             .order_by(Timer.due_at, Timer.id).limit(1))
+        if skip:
+            q = q.where(Timer.instance_id.not_in(skip))
+        if rt.postgres:
+            q = q.with_for_update(skip_locked=True)
+        timer = s.scalar(q)
+        if timer is None:
+            return None
+        iq = select(Instance).where(Instance.id == timer.instance_id)
+        if rt.postgres:
+            iq = iq.with_for_update(skip_locked=True)
+        inst = s.scalar(iq)
+        if inst is None:  # another worker holds the instance: leave it to them
+            skip.add(timer.instance_id)
+            return timer.instance_id, 0, False
+        package = package_for(rt, inst.deployment_id)
+        workflow = load_workflow(rt, inst, package)
+        try:
+            with using_clock(rt.clock):
+                runner.fire_timers(workflow)
+                dropped = runner.step(workflow)
+        except (SpiffWorkflowException, SandboxViolation) as err:
+            failure = describe_engine_error(err)
+            workflow = None
+        if failure is None:
+            outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
+            for trow in outcome.fired_timers:
+                audit.record(s, now, trow.kind, actor=worker, instance_id=inst.id, spec_id=trow.spec_id,
+                             data={"due_at": trow.due_at.isoformat(), "fired_at": now.isoformat()})
+            for trow in outcome.cancelled_tasks:
+                audit.record(s, now, "cancel", actor=worker, instance_id=inst.id, task_id=trow.id,
+                             spec_id=trow.spec_id)
+            s.flush()
+            result = (inst.id, len(outcome.fired_timers), False)
+            version = inst.version
+            if not outcome.fired_timers:
+                # the row said due but the engine did not fire: do not spin on it
+                timer.attempts += 1
+                timer.last_error = "due by the database but not fired by the engine"
+    if failure is not None:
+        with rt.write() as s:
+            trow = s.get(Timer, timer.id)
+            trow.attempts += 1
+            trow.last_error = failure
+            if trow.attempts >= MAX_ATTEMPTS:
+                trow.status = "error"
+            audit.record(s, now, "timer_error", actor=worker, instance_id=trow.instance_id, spec_id=trow.spec_id,
+                         data={"error": failure, "attempts": trow.attempts})
+        log.warning("timer %s of instance %s failed: %s", timer.spec_id, timer.instance_id, failure)
+        return timer.instance_id, 0, True
+    rt.keep_workflow(result[0], version, workflow)
+    return result
