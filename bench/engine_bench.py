@@ -51,7 +51,7 @@ def bare_steps(passes: int) -> list[float]:
     """Plain SpiffWorkflow (default engine, nothing persisted, no compaction): one sample per user task."""
     package = build_package(collect_files(config.bpmn_dir() / "quote_to_cash.bpmn"))
     clock = FrozenClock()
-    env = TaskDataEnvironment(sandbox.helper_functions(clock.now))
+    env = TaskDataEnvironment(dict(sandbox.RestrictedEnvironment(clock.now).globals))
     wf = BpmnWorkflow(package.spec, package.subprocess_specs, script_engine=PythonScriptEngine(environment=env))
     wf.do_engine_steps()
     forms = {name: package.forms[package.main.user_tasks[name].form]

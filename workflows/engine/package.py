@@ -98,6 +98,16 @@ class ProcessPackage:
     subprocess_specs: dict[str, Any]
     content_hash: str
     warnings: list[Problem] = field(default_factory=list)
+    _validators: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def validator(self, form: str):
+        """A compiled JSON-Schema validator for one form, built once per package."""
+        found = self._validators.get(form)
+        if found is None:
+            from ..forms import validator_for
+
+            found = self._validators[form] = validator_for(self.forms[form])
+        return found
 
     @property
     def main(self) -> ProcessInfo:

@@ -737,6 +737,9 @@ def _attr_table(obj: Any) -> dict[str, Any]:
 
 
 _CONTAINERS = (list, tuple, set, frozenset, dict)
+_NUMBERS = frozenset({int, float, Decimal, bool})
+_CHEAP_INPLACE = frozenset({"+=", "-=", "/=", "//=", "%="})  # on numbers: results no bigger than inputs
+_SHORT_TEXT = frozenset({str, int, float, bool, type(None), date, datetime, dtime, timedelta})
 _DICT_VIEWS = frozenset({type({}.keys()), type({}.values()), type({}.items())})
 
 
@@ -791,9 +794,12 @@ class _Guards:
 
     # -- access ---------------------------------------------------------------------------------------
     def getattr(self, obj: Any, name: str) -> Any:
-        if type(obj) is types.FunctionType and obj in _WRAPPED_TYPES:
-            obj = _WRAPPED_TYPES[obj]  # dict.fromkeys: the script's `dict` is a wrapper
-        guard = _attr_table(obj).get(name, _NO_ATTRS)
+        table = _INSTANCE_ATTRS.get(type(obj))
+        if table is None:
+            if type(obj) is types.FunctionType and obj in _WRAPPED_TYPES:
+                obj = _WRAPPED_TYPES[obj]  # dict.fromkeys: the script's `dict` is a wrapper
+            table = _attr_table(obj)
+        guard = table.get(name, _NO_ATTRS)
         if guard is None:
             return getattr(obj, name)
         if guard is _NO_ATTRS or name.startswith("_"):
@@ -898,6 +904,8 @@ class _Guards:
         return a % b
 
     def inplacevar(self, op: str, x: Any, y: Any) -> Any:
+        if op in _CHEAP_INPLACE and type(x) in _NUMBERS and type(y) in _NUMBERS:
+            return _INPLACE_OPS[op](x, y)  # the common `total += amount`
         check = self._inplace_checks.get(op)
         if check is not None:
             check(self, x, y)
@@ -949,15 +957,15 @@ class _Guards:
 
     def format(self, value: Any, conversion: int, spec: str) -> str:
         """An f-string field: f'{value!conversion:spec}'."""
-        if type(value) is str and conversion == -1 and not spec:
-            return value
+        if conversion == -1 and not spec and type(value) in _SHORT_TEXT:
+            return value if type(value) is str else format(value)
         value = self.convert(value, conversion)
         self.check_format(value, spec)
         return format(value, spec)
 
     # -- builtins that need a limit ---------------------------------------------------------------------
     def str_(self, *args: Any, **kwargs: Any) -> str:
-        if len(args) == 1 and not kwargs:
+        if len(args) == 1 and not kwargs and type(args[0]) not in _SHORT_TEXT:
             self.check_text(args[0])
         return str(*args, **kwargs)
 

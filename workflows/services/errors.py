@@ -49,3 +49,7 @@ class DeployRefused(ServiceError):
     def __init__(self, message: str, problems: list) -> None:
         super().__init__(message)
         self.problems = problems
+
+
+class RaceLost(Conflict):
+    """Another transaction changed the instance between our read and our write (version check failed)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Deployment, Instance, Step, TaskRow
@@ -20,7 +20,7 @@ from . import audit
 from .accounts import UserView
 from .deployments import latest_deployment_id, package_for, script_engine_for
 from .errors import InvalidInput, NotFound, PermissionDenied, ProcessError
-from .progress import describe_engine_error, persist_step
+from .progress import LiveInstance, describe_engine_error, persist_step
 
 KEY_PREFIX = {"quote_to_cash": "Q", "complaint": "C"}
 
@@ -55,43 +55,49 @@ def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str
             raise InvalidInput("unknown start data", {k: "this field is not part of the form" for k in extra})
         if not isinstance(data.get("customer_name", ""), str):
             raise InvalidInput("the start form has errors", {"customer_name": "must be text"})
+    for attempt in range(5):
+        try:
+            return _start_once(rt, package, deployment_id, process_key, user, data, business_key)
+        except IntegrityError:
+            if business_key is not None:
+                raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"}) from None
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user: UserView, data: dict[str, Any],
+                business_key: str | None) -> StartResult:
     now = rt.clock.now()
     with rt.write() as s:
         related = data.get("contract_key")
         if related is not None and s.scalar(select(Instance.id).where(Instance.business_key == related)) is None:
             raise InvalidInput("no such contract", {"contract_key": f"no contract with the key '{related}'"})
+        if business_key and s.scalar(select(Instance.id).where(Instance.business_key == business_key)):
+            raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"})
         workflow = runner.new_workflow(package, script_engine_for(rt), data)
         try:
             with using_clock(rt.clock):
                 dropped = runner.step(workflow)
         except (SpiffWorkflowException, SandboxViolation) as err:
             raise ProcessError(describe_engine_error(err)) from err
-        inst = Instance(deployment_id=deployment_id, process_key=process_key, status="running",
-                        business_key=business_key or _next_key(s, process_key, now.year),
-                        started_by_id=user.id, started_at=now, updated_at=now, state="{}",
-                        related_key=related, customer_name=data.get("customer_name"))
-        s.add(inst)
-        try:
-            with s.begin_nested():
-                s.flush()
-        except IntegrityError:
-            if business_key:
-                raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"}) from None
-            inst.business_key = _next_key(s, process_key, now.year, bump=True)
-            s.add(inst)
-            s.flush()
-        outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
-        audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=inst.id,
-                     data={"process_key": process_key, "deployment_id": deployment_id,
-                           "business_key": inst.business_key, "data": data})
-        s.flush()
-        result = StartResult(inst.id, inst.business_key, inst.version, inst.status,
-                             [t.id for t in outcome.new_tasks])
+        key = business_key or _next_key(s, process_key, now.year)
+        customer = data.get("customer_name") if isinstance(data.get("customer_name"), str) else None
+        instance_id = s.scalar(insert(Instance).returning(Instance.id).values(
+            deployment_id=deployment_id, process_key=process_key, status="running", business_key=key,
+            started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
+            customer_name=customer))
+        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer)
+        outcome = persist_step(rt, s, inst, package, workflow, dropped, now, had_timers=False)
+        audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
+                     data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
+                           "data": data})
+        result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids)
     rt.keep_workflow(result.instance_id, result.version, workflow)
     return result
 
 
-def _next_key(s, process_key: str, year: int, bump: bool = False) -> str:
+def _next_key(s, process_key: str, year: int) -> str:
     prefix = f"{KEY_PREFIX.get(process_key, process_key[:3].upper())}-{year}-"
     count = s.scalar(select(func.count()).select_from(Instance).where(Instance.business_key.like(prefix + "%")))
     seq = (count or 0) + 1
@@ -148,7 +154,8 @@ def instance_data(rt: Runtime, key: str | int) -> dict[str, Any]:
         if inst is None:
             raise NotFound(f"no instance '{key}'")
         package = package_for(rt, inst.deployment_id)
-        workflow = load_workflow(rt, inst, package)
+        live = LiveInstance(inst.id, inst.version, inst.process_key, inst.deployment_id)
+        workflow = load_workflow(rt, live, package, s)
         data = dict(runner.current_data(workflow))
         rt.keep_workflow(inst.id, inst.version, workflow)
         return data

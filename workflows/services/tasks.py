@@ -15,9 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session, aliased
-from sqlalchemy.orm.exc import StaleDataError
 
 from models import Instance, TaskRow, User
 
@@ -29,8 +28,16 @@ from ..runtime import Runtime
 from . import audit
 from .accounts import SUPERVISORY_ROLES, UserView
 from .deployments import package_for
-from .errors import Conflict, FourEyesViolation, InvalidInput, NotFound, PermissionDenied, ProcessError
-from .progress import describe_engine_error, load_workflow, persist_step
+from .errors import (
+    Conflict,
+    FourEyesViolation,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ProcessError,
+    RaceLost,
+)
+from .progress import LiveInstance, describe_engine_error, has_timers, load_workflow, persist_step
 
 
 @dataclass(frozen=True)
@@ -108,8 +115,8 @@ def get_task(rt: Runtime, task_id: int) -> TaskItem:
     return TaskItem(*row)
 
 
-def _load_row(s: Session, task_id: int) -> TaskRow:
-    row = s.get(TaskRow, task_id)
+def _load_row(rt: Runtime, s: Session, task_id: int) -> TaskRow:
+    row = s.get(TaskRow, task_id, with_for_update=rt.postgres or None)
     if row is None:
         raise NotFound(f"no task #{task_id}")
     return row
@@ -118,11 +125,10 @@ def _load_row(s: Session, task_id: int) -> TaskRow:
 def _name(s: Session, user_id: int | None) -> str:
     if user_id is None:
         return "nobody"
-    user = s.get(User, user_id)
-    return user.username if user else f"user #{user_id}"
+    return s.scalar(select(User.username).where(User.id == user_id)) or f"user #{user_id}"
 
 
-def _require_open(s: Session, row: TaskRow) -> None:
+def _require_open(s: Session, row) -> None:
     if row.status == "completed":
         when = row.completed_at.isoformat(timespec="seconds") if row.completed_at else "earlier"
         raise Conflict(f"'{row.name}' was already completed by {_name(s, row.completed_by_id)} ({when})")
@@ -130,11 +136,9 @@ def _require_open(s: Session, row: TaskRow) -> None:
         raise Conflict(f"'{row.name}' is no longer open (it was {row.status})")
 
 
-def _check_four_eyes(s: Session, rt: Runtime, row: TaskRow, user_id: int, username: str) -> None:
-    inst = s.get(Instance, row.instance_id)
-    package = package_for(rt, inst.deployment_id)
-    info = package.user_task(package.main.process_id if row.process_key == package.process_key else row.process_key,
-                             row.spec_id)
+def _check_four_eyes(s: Session, rt: Runtime, row, deployment_id: int, user_id: int, username: str) -> None:
+    package = package_for(rt, deployment_id)
+    info = package.user_task(row.process_key, row.spec_id)
     if not info.four_eyes_exclude:
         return
     done = s.scalar(select(TaskRow.name).where(TaskRow.instance_id == row.instance_id,
@@ -146,28 +150,32 @@ def _check_four_eyes(s: Session, rt: Runtime, row: TaskRow, user_id: int, userna
                                 f"so someone else must do '{row.name}'")
 
 
-def _check_may_act(s: Session, rt: Runtime, row: TaskRow, user: UserView) -> None:
+def _deployment_of(s: Session, instance_id: int) -> int:
+    return s.scalar(select(Instance.deployment_id).where(Instance.id == instance_id))
+
+
+def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView) -> None:
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
     if row.assignee_id != user.id and row.role not in user.roles:
         raise PermissionDenied(f"'{row.name}' is work for the role '{row.role}', which {user.username} does not have")
-    _check_four_eyes(s, rt, row, user.id, user.username)
+    _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
 
 
-def _check_version(row: TaskRow, inst: Instance, expected_version: int | None) -> None:
-    if expected_version is not None and inst.version != expected_version:
+def _check_version(row, version: int, expected_version: int | None) -> None:
+    if expected_version is not None and version != expected_version:
         raise Conflict(f"this contract changed since you opened '{row.name}' (version {expected_version}, "
-                       f"now {inst.version}); reload it — what you typed is kept")
+                       f"now {version}); reload it — what you typed is kept")
 
 
 def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
     now = rt.clock.now()
     with rt.write() as s:
-        row = _load_row(s, task_id)
+        row = _load_row(rt, s, task_id)
         _require_open(s, row)
         if row.assignee_id == user.id:
             return get_task_in(s, task_id)
-        _check_may_act(s, rt, row, user)
+        _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user)
         row.assignee_id, row.claimed_at = user.id, now
         audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
@@ -178,7 +186,7 @@ def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
 def unclaim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
     now = rt.clock.now()
     with rt.write() as s:
-        row = _load_row(s, task_id)
+        row = _load_row(rt, s, task_id)
         _require_open(s, row)
         if row.assignee_id != user.id:
             raise Conflict(f"'{row.name}' is not claimed by {user.username}")
@@ -195,7 +203,7 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
         raise InvalidInput("a reason is required", {"reason": "this field is required"})
     now = rt.clock.now()
     with rt.write() as s:
-        row = _load_row(s, task_id)
+        row = _load_row(rt, s, task_id)
         _require_open(s, row)
         holder_or_boss = row.assignee_id == user.id or (
             row.assignee_id is None and row.role in user.roles) or bool(user.roles & SUPERVISORY_ROLES)
@@ -206,7 +214,7 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
             raise InvalidInput("no such user", {"to": f"no active user '{to_username}'"})
         if row.role not in target.role_codes:
             raise InvalidInput("wrong role", {"to": f"{to_username} does not have the role '{row.role}'"})
-        _check_four_eyes(s, rt, row, target.id, target.username)
+        _check_four_eyes(s, rt, row, _deployment_of(s, row.instance_id), target.id, target.username)
         previous = _name(s, row.assignee_id)
         row.assignee_id, row.claimed_at = target.id, now
         audit.record(s, now, "reassign", actor_id=user.id, actor=user.username, role=row.role,
@@ -232,8 +240,8 @@ def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
     for attempt in range(3):
         try:
             return _complete_once(rt, task_id, user, data, expected_version)
-        except Conflict as err:
-            if not isinstance(err.__cause__, StaleDataError) or attempt == 2:
+        except RaceLost:
+            if attempt == 2:
                 raise
     raise AssertionError("unreachable")
 
@@ -243,17 +251,30 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
     now = rt.clock.now()
     workflow = None
     with rt.write() as s:
-        row = _load_row(s, task_id)
+        # one read: the task and its instance; on PostgreSQL the instance row stays locked until commit,
+        # so actions on one contract queue up instead of redoing the engine step
+        q = (select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id,
+                    TaskRow.name, TaskRow.role, TaskRow.form, TaskRow.status, TaskRow.assignee_id,
+                    TaskRow.completed_by_id, TaskRow.completed_at, Instance.version, Instance.deployment_id,
+                    Instance.stage, Instance.customer_name, Instance.amount)
+             .join(Instance, Instance.id == TaskRow.instance_id).where(TaskRow.id == task_id))
+        if rt.postgres:
+            q = q.with_for_update(of=Instance)
+        row = s.execute(q).first()
+        if row is None:
+            raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
-        _check_may_act(s, rt, row, user)
-        inst = s.get(Instance, row.instance_id)
-        _check_version(row, inst, expected_version)
-        package = package_for(rt, inst.deployment_id)
+        _check_may_act(s, rt, row, row.deployment_id, user)
+        _check_version(row, row.version, expected_version)
+        package = package_for(rt, row.deployment_id)
         try:
-            cleaned = validate_submission(package.forms[row.form], data)
+            cleaned = validate_submission(package.forms[row.form], data, package.validator(row.form))
         except FormInvalid as err:
             raise InvalidInput(f"the form '{row.name}' has errors", err.errors) from err
-        workflow = load_workflow(rt, inst, package)
+        inst = LiveInstance(row.instance_id, row.version, row.process_key, row.deployment_id, row.stage,
+                            row.customer_name, row.amount)
+        workflow = load_workflow(rt, inst, package, s)
+        had_timers = has_timers(workflow)
         try:
             with using_clock(rt.clock):
                 task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
@@ -263,17 +284,19 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
         except (SpiffWorkflowException, SandboxViolation) as err:
             raise ProcessError(describe_engine_error(err)) from err
-        if row.assignee_id is None:
-            row.assignee_id, row.claimed_at = user.id, now
-        row.status, row.completed_at, row.completed_by_id = "completed", now, user.id
-        outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
+        done = s.execute(update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == "open")
+                         .values(status="completed", completed_at=now, completed_by_id=user.id,
+                                 assignee_id=func.coalesce(TaskRow.assignee_id, user.id),
+                                 claimed_at=func.coalesce(TaskRow.claimed_at, now)))
+        if done.rowcount != 1:
+            raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
+        outcome = persist_step(rt, s, inst, package, workflow, dropped, now, had_timers)
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                      data={"form": cleaned, "changes": audit.changes(before, after)})
-        for trow in outcome.cancelled_tasks:
-            audit.record(s, now, "cancel", instance_id=inst.id, task_id=trow.id, spec_id=trow.spec_id)
-        s.flush()
-        result = Completion(row.id, inst.id, inst.version, inst.status, [t.id for t in outcome.new_tasks])
+        for cancelled_id, spec_id in outcome.cancelled:
+            audit.record(s, now, "cancel", instance_id=inst.id, task_id=cancelled_id, spec_id=spec_id)
+        result = Completion(row.id, inst.id, outcome.version, outcome.status, outcome.new_task_ids)
     rt.keep_workflow(result.instance_id, result.instance_version, workflow)
     return result
 

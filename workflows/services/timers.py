@@ -23,7 +23,7 @@ from ..runtime import Runtime
 from . import audit
 from .deployments import package_for
 from .errors import Conflict
-from .progress import describe_engine_error, load_workflow, persist_step
+from .progress import LiveInstance, describe_engine_error, load_workflow, persist_step
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -80,7 +80,9 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
             skip.add(timer.instance_id)
             return timer.instance_id, 0, False
         package = package_for(rt, inst.deployment_id)
-        workflow = load_workflow(rt, inst, package)
+        live = LiveInstance(inst.id, inst.version, inst.process_key, inst.deployment_id, inst.stage,
+                            inst.customer_name, inst.amount)
+        workflow = load_workflow(rt, live, package, s)
         try:
             with using_clock(rt.clock):
                 runner.fire_timers(workflow)
@@ -89,16 +91,15 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
             failure = describe_engine_error(err)
             workflow = None
         if failure is None:
-            outcome = persist_step(rt, s, inst, package, workflow, dropped, now)
-            for trow in outcome.fired_timers:
-                audit.record(s, now, trow.kind, actor=worker, instance_id=inst.id, spec_id=trow.spec_id,
-                             data={"due_at": trow.due_at.isoformat(), "fired_at": now.isoformat()})
-            for trow in outcome.cancelled_tasks:
-                audit.record(s, now, "cancel", actor=worker, instance_id=inst.id, task_id=trow.id,
-                             spec_id=trow.spec_id)
-            s.flush()
+            outcome = persist_step(rt, s, live, package, workflow, dropped, now, had_timers=True)
+            for spec_id, kind, due in outcome.fired_timers:
+                audit.record(s, now, kind, actor=worker, instance_id=inst.id, spec_id=spec_id,
+                             data={"due_at": due.isoformat(), "fired_at": now.isoformat()})
+            for cancelled_id, spec_id in outcome.cancelled:
+                audit.record(s, now, "cancel", actor=worker, instance_id=inst.id, task_id=cancelled_id,
+                             spec_id=spec_id)
             result = (inst.id, len(outcome.fired_timers), False)
-            version = inst.version
+            version = outcome.version
             if not outcome.fired_timers:
                 # the row said due but the engine did not fire: do not spin on it
                 timer.attempts += 1
