@@ -36,7 +36,10 @@ def _fail(err: ServiceError) -> None:
 def _json_arg(value: str | None) -> dict:
     if not value:
         return {}
-    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    except (OSError, UnicodeDecodeError) as err:
+        raise click.BadParameter(f"cannot read {value[1:]}: {err}") from err
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -52,6 +55,9 @@ def _json_arg(value: str | None) -> dict:
 def main(ctx: click.Context, db: str | None) -> None:
     """Lvyue (履约): contract workflows from quote to cash."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # SpiffWorkflow logs every task state change at INFO
+    for name in ("spiff", "spiff.task", "spiff.workflow", "spiff.metrics"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @main.command("init-db")

@@ -51,6 +51,9 @@ def _path(parts) -> str:
     return "/".join(str(p) for p in parts)
 
 
+_FORMAT_TEXT = {"money": "an amount such as 1234.50 (as text)", "date": "a date such as 2026-12-31"}
+
+
 def _friendly(err: ValidationError) -> tuple[str, str]:
     path = list(err.absolute_path)
     v = err.validator
@@ -60,6 +63,8 @@ def _friendly(err: ValidationError) -> tuple[str, str]:
     if v == "additionalProperties":
         extra = re.findall(r"'([^']+)'", err.message)
         return _path(path + extra[:1]), "this field is not part of the form"
+    if v == "type" and err.schema.get("format") in _FORMAT_TEXT:
+        return _path(path), f"must be {_FORMAT_TEXT[err.schema['format']]}"
     if v == "type":
         expected = err.validator_value
         names = {"string": "text", "number": "a number", "integer": "a whole number", "boolean": "yes or no",
@@ -70,9 +75,7 @@ def _friendly(err: ValidationError) -> tuple[str, str]:
             wanted = names.get(expected, expected)
         return _path(path), f"must be {wanted}"
     if v == "format":
-        fmt = err.validator_value
-        text = {"money": "an amount such as 1234.50", "date": "a date such as 2026-12-31"}.get(fmt, fmt)
-        return _path(path), f"must be {text}"
+        return _path(path), f"must be {_FORMAT_TEXT.get(err.validator_value, err.validator_value)}"
     if v in ("oneOf", "anyOf", "enum", "const"):
         options = err.schema.get("oneOf") or err.schema.get("anyOf") or []
         consts = [str(o.get("const")) for o in options if isinstance(o, dict) and "const" in o]

@@ -139,6 +139,11 @@ def _parse_xml(name: str, data: bytes, problems: list[Problem]) -> etree._Elemen
     except etree.XMLSyntaxError as err:
         problems.append(Problem(f"not well-formed XML: {err.msg}", file=name, line=err.lineno))
         return None
+    docinfo = root.getroottree().docinfo
+    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+        # the byte check above misses UTF-16/32 files; the parsed document tells in any encoding
+        problems.append(Problem("DTDs and entity declarations are not allowed in process files", file=name))
+        return None
     depth = _max_depth(root)
     if depth > MAX_XML_DEPTH:
         problems.append(Problem(f"elements are nested {depth} deep; at most {MAX_XML_DEPTH} allowed", file=name))
@@ -455,7 +460,9 @@ def _check_dmn(file: str, root: etree._Element, problems: list[Problem]) -> None
                 cell = text.replace("?", "dmninputexpr")
                 candidates = [f"({cell})", f"dmninputexpr {cell}"]
                 results = [sandbox.check_expression(c) for c in candidates]
-                messages = [] if any(not r for r in results) else results[0]
+                # a cell is fine if either reading is; otherwise report the reading that parsed
+                parsed = [r for r in results if not any("syntax error" in m for m in r)]
+                messages = [] if any(not r for r in results) else (parsed or results)[0]
             else:
                 messages = sandbox.check_expression(text)
             report(node, "DMN cell", messages)

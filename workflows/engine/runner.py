@@ -46,9 +46,25 @@ def new_workflow(package: ProcessPackage, script_engine, data: dict[str, Any]) -
     return workflow
 
 
-def step(workflow: BpmnWorkflow) -> list[DroppedTask]:
+TIMER_ROW_FLAG = "lvyue_timer_row"  # internal data: this timer task has a row in the timers table
+
+
+@dataclass
+class StepResult:
+    dropped: list[DroppedTask]
+    fired_unrecorded: list[WaitingTimer]  # timers due on arrival: fired inside this step, never waited
+
+
+def step(workflow: BpmnWorkflow) -> StepResult:
     workflow.do_engine_steps()
-    return compact(workflow)
+    fired = []
+    for task in workflow.tasks.values():
+        if task.state == TaskState.COMPLETED and not task.internal_data.get(TIMER_ROW_FLAG):
+            timer = _as_timer(task)
+            if timer is not None:
+                task.internal_data[TIMER_ROW_FLAG] = True
+                fired.append(timer)
+    return StepResult(compact(workflow), fired)
 
 
 def run_user_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
@@ -77,8 +93,8 @@ def ready_user_tasks(workflow: BpmnWorkflow) -> list[Task]:
 def _timer_due(task: Task) -> datetime | None:
     definition = task.task_spec.event_definition
     value = task._get_internal_data("event_value")
-    if value is None:
-        definition.has_fired(task) if not isinstance(definition, CycleTimerEventDefinition) else None
+    if value is None and not isinstance(definition, CycleTimerEventDefinition) and task.state == TaskState.WAITING:
+        definition.has_fired(task)  # computes and stores event_value
         value = task._get_internal_data("event_value")
     if value is None:
         return None
@@ -87,18 +103,25 @@ def _timer_due(task: Task) -> datetime | None:
     return TimerEventDefinition.get_datetime(value) if isinstance(value, str) else None
 
 
+def _as_timer(task: Task) -> WaitingTimer | None:
+    spec = task.task_spec
+    if not isinstance(spec, CatchingEvent) or not isinstance(getattr(spec, "event_definition", None),
+                                                             TimerEventDefinition):
+        return None
+    due = _timer_due(task)
+    if due is None:
+        return None
+    kind = "escalation" if isinstance(spec, BoundaryEvent) else "timer"
+    return WaitingTimer(str(task.id), spec.bpmn_id or spec.name, kind, due)
+
+
 def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
     timers = []
     for task in list(workflow.event_manager.tasks.values()):
-        spec = task.task_spec
-        if not isinstance(spec, CatchingEvent) or task.state != TaskState.WAITING:
-            continue
-        if not isinstance(getattr(spec, "event_definition", None), TimerEventDefinition):
-            continue
-        due = _timer_due(task)
-        if due is not None:
-            kind = "escalation" if isinstance(spec, BoundaryEvent) else "timer"
-            timers.append(WaitingTimer(str(task.id), spec.bpmn_id or spec.name, kind, due))
+        if task.state == TaskState.WAITING:
+            timer = _as_timer(task)
+            if timer is not None:
+                timers.append(timer)
     return timers
 
 

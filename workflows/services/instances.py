@@ -78,7 +78,7 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
         workflow = runner.new_workflow(package, script_engine_for(rt), data)
         try:
             with using_clock(rt.clock):
-                dropped = runner.step(workflow)
+                stepped = runner.step(workflow)
         except (SpiffWorkflowException, SandboxViolation) as err:
             raise ProcessError(describe_engine_error(err)) from err
         key = business_key or _next_key(s, process_key, now.year)
@@ -88,7 +88,7 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
             started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
             customer_name=customer))
         inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer)
-        outcome = persist_step(rt, s, inst, package, workflow, dropped, now, had_timers=False)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False)
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
                      data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
                            "data": data})

@@ -11,21 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
-
-from models import Instance, Step, TaskRow, Timer
 
 from ..engine import runner
 from ..engine.compaction import DroppedTask
 from ..engine.package import ProcessPackage
 from ..runtime import Runtime
+from . import statements as sql
 from .errors import ProcessError, RaceLost
+
+MAX_STATE_CHARS = 5_000_000
 
 
 @dataclass
@@ -55,54 +54,59 @@ def has_timers(workflow: BpmnWorkflow) -> bool:
 
 
 def persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
-                 dropped: list[DroppedTask], now: datetime, had_timers: bool) -> StepOutcome:
+                 stepped: runner.StepResult, now: datetime, had_timers: bool) -> StepOutcome:
+    conn = s.connection()
+    dropped = stepped.dropped
     ready = {str(t.id): t for t in runner.ready_user_tasks(workflow)}
-    open_rows = s.execute(select(TaskRow.id, TaskRow.task_uuid, TaskRow.spec_id, TaskRow.stage)
-                          .where(TaskRow.instance_id == inst.id, TaskRow.status == "open")).all()
+    open_rows = conn.execute(sql.OPEN_TASKS, {"instance_id": inst.id}).all()
     completed = workflow.is_completed()
     outcome = StepOutcome(version=inst.version + 1, status="completed" if completed else "running")
     stale = [(r.id, r.spec_id) for r in open_rows if r.task_uuid not in ready]
     if stale:
-        s.execute(update(TaskRow).where(TaskRow.id.in_([i for i, _ in stale]))
-                  .values(status="cancelled", completed_at=now))
+        conn.execute(sql.CANCEL_TASKS, {"ids": [i for i, _ in stale], "now": now})
         outcome.cancelled = stale
     known = {r.task_uuid for r in open_rows}
     new_rows = [_task_row(rt, inst, package, task_id, task, now) for task_id, task in ready.items()
                 if task_id not in known]
     if new_rows:
-        outcome.new_task_ids = list(s.scalars(insert(TaskRow).returning(TaskRow.id, sort_by_parameter_order=True),
-                                              new_rows))
+        outcome.new_task_ids = list(conn.scalars(sql.INSERT_TASKS, new_rows))
 
     waiting = runner.waiting_timers(workflow)
     if had_timers or waiting:
-        _sync_timers(s, inst, workflow, dropped, waiting, now, outcome)
+        _sync_timers(conn, inst, workflow, dropped, waiting, now, outcome)
+    if stepped.fired_unrecorded:
+        conn.execute(sql.INSERT_TIMERS, [dict(instance_id=inst.id, task_uuid=t.task_id, spec_id=t.spec_id,
+                                              kind=t.kind, due_at=t.due_at, status="fired", fired_at=now, attempts=0)
+                                         for t in stepped.fired_unrecorded])
+        outcome.fired_timers.extend((t.spec_id, t.kind, t.due_at) for t in stepped.fired_unrecorded)
 
     if dropped:
-        s.execute(insert(Step), [dict(instance_id=inst.id, task_uuid=d.task_id, spec_id=d.spec_id,
-                                      spec_type=d.spec_type, name=d.name, state=d.state,
-                                      finished_at=d.finished_at) for d in dropped])
+        conn.execute(sql.INSERT_STEPS, [dict(instance_id=inst.id, task_uuid=d.task_id, spec_id=d.spec_id,
+                                             spec_type=d.spec_type, name=d.name, state=d.state,
+                                             finished_at=d.finished_at) for d in dropped])
 
-    values: dict[str, Any] = dict(state=rt.codec.dumps(workflow), version=outcome.version, updated_at=now,
-                                  status=outcome.status)
+    state = rt.codec.dumps(workflow)
+    if len(state) > MAX_STATE_CHARS:
+        raise ProcessError(f"the contract's data has grown to {len(state)} characters (at most {MAX_STATE_CHARS}); "
+                           "a script in the process probably copies data in a loop")
     data = runner.current_data(workflow)
-    customer = _text(data.get("customer_name"))
-    if customer and customer != inst.customer_name:
-        values["customer_name"] = customer
-    amount = _money(data.get("amount"))
-    if amount is not None and amount != inst.amount:
-        values["amount"] = amount
+    stage, end_event = inst.stage, None
     if completed:
+        stage = "done"
         ends = [d for d in dropped if d.spec_type.endswith("EndEvent")]
-        values.update(completed_at=now, stage="done")
         if ends:
-            values["end_event"] = max(ends, key=lambda d: d.finished_at).spec_id
+            end_event = max(ends, key=lambda d: d.finished_at).spec_id
     else:
         stages = [row["stage"] for row in new_rows if row["stage"]]
         stages += [r.stage for r in open_rows if r.task_uuid in ready and r.stage]
-        if stages and stages[0] != inst.stage:
-            values["stage"] = stages[0]
-    result = s.execute(update(Instance).where(Instance.id == inst.id, Instance.version == inst.version)
-                       .values(**values))
+        stage = stages[0] if stages else stage
+    amount = _money(data.get("amount"))
+    result = conn.execute(sql.UPDATE_INSTANCE, {
+        "instance_id": inst.id, "read_version": inst.version, "state": state, "new_version": outcome.version,
+        "now": now, "status": outcome.status, "stage": stage,
+        "customer_name": _text(data.get("customer_name")) or inst.customer_name,
+        "amount": amount if amount is not None else inst.amount,
+        "completed_at": now if completed else None, "end_event": end_event})
     if result.rowcount != 1:
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
     inst.version = outcome.version
@@ -124,11 +128,10 @@ def _task_row(rt: Runtime, inst: LiveInstance, package: ProcessPackage, task_id:
                 created_at=now, due_at=due)
 
 
-def _sync_timers(s: Session, inst: LiveInstance, workflow: BpmnWorkflow, dropped: list[DroppedTask],
+def _sync_timers(conn, inst: LiveInstance, workflow: BpmnWorkflow, dropped: list[DroppedTask],
                  waiting: list[runner.WaitingTimer], now: datetime, outcome: StepOutcome) -> None:
     waiting_ids = {t.task_id for t in waiting}
-    rows = s.execute(select(Timer.id, Timer.task_uuid, Timer.spec_id, Timer.kind, Timer.due_at)
-                     .where(Timer.instance_id == inst.id, Timer.status == "waiting")).all()
+    rows = conn.execute(sql.WAITING_TIMERS, {"instance_id": inst.id}).all()
     dropped_state = {d.task_id: d.state for d in dropped}
     fired, cancelled = [], []
     for row in rows:
@@ -142,14 +145,16 @@ def _sync_timers(s: Session, inst: LiveInstance, workflow: BpmnWorkflow, dropped
         else:
             cancelled.append(row.id)
     if fired:
-        s.execute(update(Timer).where(Timer.id.in_(fired)).values(status="fired", fired_at=now))
+        conn.execute(sql.SET_TIMERS_FIRED, {"ids": fired, "now": now})
     if cancelled:
-        s.execute(update(Timer).where(Timer.id.in_(cancelled)).values(status="cancelled"))
+        conn.execute(sql.SET_TIMERS_CANCELLED, {"ids": cancelled})
     have = {row.task_uuid for row in rows}
     new = [dict(instance_id=inst.id, task_uuid=t.task_id, spec_id=t.spec_id, kind=t.kind, due_at=t.due_at,
                 status="waiting", attempts=0) for t in waiting if t.task_id not in have]
     if new:
-        s.execute(insert(Timer), new)
+        conn.execute(sql.INSERT_TIMERS, new)
+        for row in new:
+            workflow.tasks[UUID(row["task_uuid"])].internal_data[runner.TIMER_ROW_FLAG] = True
 
 
 def load_workflow(rt: Runtime, inst: LiveInstance, package: ProcessPackage, s: Session) -> BpmnWorkflow:
@@ -158,7 +163,7 @@ def load_workflow(rt: Runtime, inst: LiveInstance, package: ProcessPackage, s: S
 
     workflow = rt.take_workflow(inst.id, inst.version)
     if workflow is None:
-        state = s.scalar(select(Instance.state).where(Instance.id == inst.id))
+        state = s.connection().execute(sql.INSTANCE_STATE, {"instance_id": inst.id}).scalar_one()
         workflow = rt.codec.loads(state, package.spec, package.subprocess_specs, script_engine_for(rt))
     return workflow
 

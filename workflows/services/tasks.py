@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from models import Instance, TaskRow, User
@@ -26,6 +26,7 @@ from ..engine.sandbox import SandboxViolation
 from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
 from . import audit
+from . import statements as sql
 from .accounts import SUPERVISORY_ROLES, UserView
 from .deployments import package_for
 from .errors import (
@@ -141,10 +142,8 @@ def _check_four_eyes(s: Session, rt: Runtime, row, deployment_id: int, user_id: 
     info = package.user_task(row.process_key, row.spec_id)
     if not info.four_eyes_exclude:
         return
-    done = s.scalar(select(TaskRow.name).where(TaskRow.instance_id == row.instance_id,
-                                               TaskRow.spec_id.in_(info.four_eyes_exclude),
-                                               TaskRow.completed_by_id == user_id,
-                                               TaskRow.status == "completed").limit(1))
+    done = s.connection().execute(sql.FOUR_EYES, {"instance_id": row.instance_id, "user_id": user_id,
+                                                  "spec_ids": list(info.four_eyes_exclude)}).scalar()
     if done is not None:
         raise FourEyesViolation(f"four eyes: {username} completed '{done}' on this contract, "
                                 f"so someone else must do '{row.name}'")
@@ -253,14 +252,9 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
     with rt.write() as s:
         # one read: the task and its instance; on PostgreSQL the instance row stays locked until commit,
         # so actions on one contract queue up instead of redoing the engine step
-        q = (select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id,
-                    TaskRow.name, TaskRow.role, TaskRow.form, TaskRow.status, TaskRow.assignee_id,
-                    TaskRow.completed_by_id, TaskRow.completed_at, Instance.version, Instance.deployment_id,
-                    Instance.stage, Instance.customer_name, Instance.amount)
-             .join(Instance, Instance.id == TaskRow.instance_id).where(TaskRow.id == task_id))
-        if rt.postgres:
-            q = q.with_for_update(of=Instance)
-        row = s.execute(q).first()
+        conn = s.connection()
+        row = conn.execute(sql.TASK_AND_INSTANCE_LOCKED if rt.postgres else sql.TASK_AND_INSTANCE,
+                           {"task_id": task_id}).first()
         if row is None:
             raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
@@ -279,18 +273,15 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             with using_clock(rt.clock):
                 task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
                 after = dict(task.data)
-                dropped = runner.step(workflow)
+                stepped = runner.step(workflow)
         except runner.NotReady:
             raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
         except (SpiffWorkflowException, SandboxViolation) as err:
             raise ProcessError(describe_engine_error(err)) from err
-        done = s.execute(update(TaskRow).where(TaskRow.id == row.id, TaskRow.status == "open")
-                         .values(status="completed", completed_at=now, completed_by_id=user.id,
-                                 assignee_id=func.coalesce(TaskRow.assignee_id, user.id),
-                                 claimed_at=func.coalesce(TaskRow.claimed_at, now)))
+        done = conn.execute(sql.COMPLETE_TASK, {"task_id": row.id, "now": now, "user_id": user.id})
         if done.rowcount != 1:
             raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
-        outcome = persist_step(rt, s, inst, package, workflow, dropped, now, had_timers)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers)
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                      data={"form": cleaned, "changes": audit.changes(before, after)})

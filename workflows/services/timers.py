@@ -86,12 +86,12 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
         try:
             with using_clock(rt.clock):
                 runner.fire_timers(workflow)
-                dropped = runner.step(workflow)
+                stepped = runner.step(workflow)
         except (SpiffWorkflowException, SandboxViolation) as err:
             failure = describe_engine_error(err)
             workflow = None
         if failure is None:
-            outcome = persist_step(rt, s, live, package, workflow, dropped, now, had_timers=True)
+            outcome = persist_step(rt, s, live, package, workflow, stepped, now, had_timers=True)
             for spec_id, kind, due in outcome.fired_timers:
                 audit.record(s, now, kind, actor=worker, instance_id=inst.id, spec_id=spec_id,
                              data={"due_at": due.isoformat(), "fired_at": now.isoformat()})
