@@ -92,7 +92,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | tuple):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def json_default(value: Any) -> Any:
-    return _json_default(value)

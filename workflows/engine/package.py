@@ -407,7 +407,9 @@ def _process_info(
                        tuple(dict.fromkeys(starters)))
 
 
-def _check_expressions(file: str, root: etree._Element, problems: list[Problem]) -> None:
+def _reporter(file: str, problems: list[Problem]):
+    """Reports sandbox problems of a text node against the nearest enclosing element that has an id."""
+
     def report(node: etree._Element, what: str, messages: list[str]) -> None:
         owner = node
         while owner is not None and owner.get("id") is None:
@@ -416,6 +418,12 @@ def _check_expressions(file: str, root: etree._Element, problems: list[Problem])
             problems.append(Problem(f"{what}: {msg}", file=file, line=node.sourceline,
                                     element_id=owner.get("id") if owner is not None else None,
                                     element_name=owner.get("name") if owner is not None else None))
+
+    return report
+
+
+def _check_expressions(file: str, root: etree._Element, problems: list[Problem]) -> None:
+    report = _reporter(file, problems)
 
     for node in root.iter(f"{{{BPMN_NS}}}conditionExpression"):
         if node.text and node.text.strip():
@@ -439,14 +447,7 @@ def _check_dmn(file: str, root: etree._Element, problems: list[Problem]) -> None
         problems.append(Problem(f"unsupported DMN namespace '{ns}'", file=file))
         return
     q = {"dmn": ns}
-
-    def report(node: etree._Element, what: str, messages: list[str]) -> None:
-        owner = node
-        while owner is not None and owner.get("id") is None:
-            owner = owner.getparent()
-        for msg in messages:
-            problems.append(Problem(f"{what}: {msg}", file=file, line=node.sourceline,
-                                    element_id=owner.get("id") if owner is not None else None))
+    report = _reporter(file, problems)
 
     for node in root.iterfind(".//dmn:inputExpression/dmn:text", q):
         if node.text and node.text.strip():

@@ -109,14 +109,6 @@ def get_user(rt: Runtime, username: str) -> UserView:
         return _view(user)
 
 
-def user_by_id(rt: Runtime, user_id: int) -> UserView:
-    with rt.read() as s:
-        user = s.get(User, user_id)
-        if user is None or not user.active:
-            raise NotFound(f"no active user #{user_id}")
-        return _view(user)
-
-
 def authenticate(rt: Runtime, username: str, password: str) -> UserView | None:
     with rt.read() as s:
         user = s.scalar(select(User).where(User.username == username))

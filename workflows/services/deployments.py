@@ -120,9 +120,3 @@ def script_engine_for(rt: Runtime):
     if engine is None:
         engine = rt.script_engines["default"] = sandbox.make_script_engine(rt.clock.now)
     return engine
-
-
-def list_deployments(rt: Runtime, page: int = 1, per_page: int = 50) -> list[Deployment]:
-    with rt.read() as s:
-        return list(s.scalars(select(Deployment).order_by(Deployment.process_key, Deployment.version.desc())
-                              .offset((page - 1) * per_page).limit(per_page)))

@@ -17,6 +17,7 @@ from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy.orm import Session
 
+from ..clock import using_clock
 from ..engine import runner
 from ..engine.compaction import DroppedTask
 from ..engine.package import ProcessPackage
@@ -55,6 +56,12 @@ def has_timers(workflow: BpmnWorkflow) -> bool:
 
 def persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
                  stepped: runner.StepResult, now: datetime, had_timers: bool) -> StepOutcome:
+    with using_clock(rt.clock):  # due dates and timer values read the runtime's clock too
+        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers)
+
+
+def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
+                  stepped: runner.StepResult, now: datetime, had_timers: bool) -> StepOutcome:
     conn = s.connection()
     dropped = stepped.dropped
     ready = {str(t.id): t for t in runner.ready_user_tasks(workflow)}

@@ -297,10 +297,6 @@ def get_task_in(s: Session, task_id: int) -> TaskItem:
     return TaskItem(*row)
 
 
-def user_may_see(user: UserView, item: TaskItem) -> bool:
-    return item.role in user.roles or item.assignee == user.username or bool(user.roles & {"compliance", "admin"})
-
-
 def open_tasks_of_instance(rt: Runtime, instance_id: int) -> list[TaskItem]:
     with rt.read() as s:
         rows = s.execute(_item_query().where(TaskRow.instance_id == instance_id, TaskRow.status == "open")
