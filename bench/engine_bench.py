@@ -101,7 +101,7 @@ def persisted_steps(rt: Runtime, passes: int, label: str) -> list[float]:
     return samples
 
 
-def window(samples: list[float], at: int, width: int = 10) -> float:
+def window(samples: list[float], at: int, width: int = 20) -> float:
     lo = max(0, at - width // 2)
     return _ms(samples[lo:lo + width])
 

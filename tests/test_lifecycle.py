@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import func, select
 
 from models import AuditEvent, Step, Timer
+from workflows.runtime import Runtime
 from workflows.services import timers
 
+from .conftest import FAST_HASH
 from .flow import Flow, approve, quote
 
 
@@ -133,7 +136,19 @@ def test_director_level_above_a_million(rt):
     assert flow.view().end_event == "end_rejected"
 
 
-def test_overdue_installment_escalates_to_the_manager(rt, clock):
+@pytest.fixture(params=["cached", "cold"])
+def any_rt(request, rt, db_url, clock):
+    """The runtime with its workflow cache, or a second one without (every step loads the stored state)."""
+    if request.param == "cached":
+        yield rt
+        return
+    cold = Runtime(db_url, clock=clock, cache_size=0, password_method=FAST_HASH)
+    yield cold
+    cold.dispose()
+
+
+def test_overdue_installment_escalates_to_the_manager(any_rt, clock):
+    rt = any_rt
     flow = Flow(rt)
     flow.act("prepare_quote", "rep1", quote())
     flow.act("supervisor_review", "sup1", approve("supervisor"))
