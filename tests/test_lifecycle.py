@@ -247,3 +247,22 @@ def test_steps_table_grows_but_live_state_stays_small(rt):
         steps = s.scalar(select(func.count()).select_from(Step).where(Step.instance_id == flow.id))
     assert steps > 30 * 5
     assert max(sizes[5:]) - min(sizes[5:]) < 200, sizes
+
+
+def test_a_late_escalation_does_not_relabel_a_fulfilled_contract(rt, clock):
+    """The escalation branch may end after the last payment; the instance still ended as fulfilled."""
+    flow = Flow(rt)
+    flow.act("prepare_quote", "rep1", quote())
+    flow.act("supervisor_review", "sup1", approve("supervisor"))
+    flow.through_contract(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
+    flow.through_delivery()
+    clock.set(datetime(2026, 12, 23, 0, 0, tzinfo=UTC))  # due and overdue at once: both timers fire
+    assert timers.fire_due_timers(rt).fired == 2
+    flow.act("record_payment", "fin1", {"amount_received": "24000.00", "received_on": "2026-12-23",
+                                        "payment_reference": "BANK-1"})
+    assert flow.view().status == "running", "the escalation task is still open"
+    flow.act("overdue_escalation", "mgr1", {"escalation_action": "paid meanwhile", "next_contact_on": "2026-12-24"})
+    view = flow.view()
+    assert view.status == "completed"
+    assert view.end_event == "end_fulfilled"
+    assert {"end_fulfilled", "end_escalation_handled"} <= set(view.path)

@@ -86,6 +86,7 @@ class ProcessInfo:
     lanes: dict[str, str]
     user_tasks: dict[str, UserTaskInfo]
     starter_roles: tuple[str, ...] = ()
+    outcomes: dict[str, str] = field(default_factory=dict)  # end event id -> business outcome
 
 
 @dataclass
@@ -403,8 +404,10 @@ def _process_info(
                 if role not in known_roles:
                     problems.append(Problem(f"starterRoles names unknown role '{role}'", file=file,
                                             element_id=start.get("id"), element_name=start.get("name")))
+    outcomes = {end.get("id", ""): _properties(end)["outcome"] for end in proc.iter(f"{{{BPMN_NS}}}endEvent")
+                if _properties(end).get("outcome")}
     return ProcessInfo(process_id, proc.get("name") or process_id, start_form, lanes, user_tasks,
-                       tuple(dict.fromkeys(starters)))
+                       tuple(dict.fromkeys(starters)), outcomes)
 
 
 def _reporter(file: str, problems: list[Problem]):

@@ -100,9 +100,7 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     stage, end_event = inst.stage, None
     if completed:
         stage = "done"
-        ends = [d for d in dropped if d.spec_type.endswith("EndEvent")]
-        if ends:
-            end_event = max(ends, key=lambda d: d.finished_at).spec_id
+        end_event = _final_end_event(conn, inst, package)
     else:
         stages = [row["stage"] for row in new_rows if row["stage"]]
         stages += [r.stage for r in open_rows if r.task_uuid in ready and r.stage]
@@ -118,6 +116,16 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
     inst.version = outcome.version
     return outcome
+
+
+def _final_end_event(conn, inst: LiveInstance, package: ProcessPackage) -> str | None:
+    """The end event that tells how the instance ended: one the process marks with an ``outcome``
+    property if it reached one (a late escalation branch must not label a fulfilled contract), else the
+    last end event reached. The step rows of this step are already written."""
+    reached = list(conn.scalars(sql.END_EVENTS_REACHED, {"instance_id": inst.id}))
+    outcomes = package.processes[inst.process_key].outcomes
+    marked = [spec_id for spec_id in reached if spec_id in outcomes]
+    return (marked or reached or [None])[-1]
 
 
 def _task_row(rt: Runtime, inst: LiveInstance, package: ProcessPackage, task_id: str, task, now: datetime) -> dict:

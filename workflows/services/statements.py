@@ -79,3 +79,9 @@ UPDATE_INSTANCE = (
 )
 
 INSERT_AUDIT = insert(AuditEvent)
+
+END_EVENTS_REACHED = (
+    select(Step.spec_id)
+    .where(Step.instance_id == bindparam("instance_id"), Step.spec_type.like("%EndEvent"), Step.state == "COMPLETED")
+    .order_by(Step.finished_at, Step.id)
+)
