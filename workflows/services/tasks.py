@@ -97,7 +97,7 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
     if stage:
         where.append(TaskRow.stage == stage)
     if customer:
-        where.append(Instance.customer_name.like(f"%{customer}%"))
+        where.append(Instance.customer_name.contains(customer, autoescape=True))
     page, per_page = max(1, page), min(max(1, per_page), 200)
     with rt.read() as s:
         total = s.scalar(select(func.count()).select_from(TaskRow).join(Instance, Instance.id == TaskRow.instance_id)
