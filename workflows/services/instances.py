@@ -146,16 +146,13 @@ def get_instance(rt: Runtime, key: str | int) -> InstanceView:
 
 def instance_data(rt: Runtime, key: str | int) -> dict[str, Any]:
     """The business data of an instance as it stands (deserializes one workflow)."""
-    from .progress import load_workflow
+    from .progress import load_workflow, read_live_instance
 
     with rt.read() as s:
-        q = select(Instance).where(Instance.id == key if isinstance(key, int) else Instance.business_key == key)
-        inst = s.scalar(q)
-        if inst is None:
+        live = read_live_instance(s, Instance.id == key if isinstance(key, int) else Instance.business_key == key)
+        if live is None:
             raise NotFound(f"no instance '{key}'")
-        package = package_for(rt, inst.deployment_id)
-        live = LiveInstance(inst.id, inst.version, inst.process_key, inst.deployment_id)
-        workflow = load_workflow(rt, live, package, s)
+        workflow = load_workflow(rt, live, package_for(rt, live.deployment_id), s)
         data = dict(runner.current_data(workflow))
-        rt.keep_workflow(inst.id, inst.version, workflow)
+        rt.keep_workflow(live.id, live.version, workflow)
         return data

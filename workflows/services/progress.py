@@ -15,7 +15,10 @@ from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from models import Instance
 
 from ..clock import using_clock
 from ..engine import runner
@@ -48,6 +51,17 @@ class StepOutcome:
     new_task_ids: list[int] = field(default_factory=list)
     cancelled: list[tuple[int, str]] = field(default_factory=list)  # (task row id, spec id)
     fired_timers: list[tuple[str, str, datetime]] = field(default_factory=list)  # (spec id, kind, due)
+
+
+def read_live_instance(s: Session, condition, lock: bool = False) -> LiveInstance | None:
+    """The columns of one instance row that a step needs, without the stored state (``load_workflow``
+    reads that only when the cache misses). ``lock``: ``FOR UPDATE SKIP LOCKED`` (PostgreSQL workers)."""
+    q = select(Instance.id, Instance.version, Instance.process_key, Instance.deployment_id, Instance.stage,
+               Instance.customer_name, Instance.amount).where(condition)
+    if lock:
+        q = q.with_for_update(skip_locked=True)
+    row = s.execute(q).first()
+    return LiveInstance(*row) if row is not None else None
 
 
 def has_timers(workflow: BpmnWorkflow) -> bool:

@@ -23,7 +23,7 @@ from ..runtime import Runtime
 from . import audit
 from .deployments import package_for
 from .errors import Conflict
-from .progress import LiveInstance, describe_engine_error, load_workflow, persist_step
+from .progress import describe_engine_error, load_workflow, persist_step, read_live_instance
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -72,16 +72,11 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
         timer = s.scalar(q)
         if timer is None:
             return None
-        iq = select(Instance).where(Instance.id == timer.instance_id)
-        if rt.postgres:
-            iq = iq.with_for_update(skip_locked=True)
-        inst = s.scalar(iq)
-        if inst is None:  # another worker holds the instance: leave it to them
+        live = read_live_instance(s, Instance.id == timer.instance_id, lock=rt.postgres)
+        if live is None:  # another worker holds the instance: leave it to them
             skip.add(timer.instance_id)
             return timer.instance_id, 0, False
-        package = package_for(rt, inst.deployment_id)
-        live = LiveInstance(inst.id, inst.version, inst.process_key, inst.deployment_id, inst.stage,
-                            inst.customer_name, inst.amount)
+        package = package_for(rt, live.deployment_id)
         workflow = load_workflow(rt, live, package, s)
         try:
             with using_clock(rt.clock):
@@ -93,12 +88,12 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
         if failure is None:
             outcome = persist_step(rt, s, live, package, workflow, stepped, now, had_timers=True)
             for spec_id, kind, due in outcome.fired_timers:
-                audit.record(s, now, kind, actor=worker, instance_id=inst.id, spec_id=spec_id,
+                audit.record(s, now, kind, actor=worker, instance_id=live.id, spec_id=spec_id,
                              data={"due_at": due.isoformat(), "fired_at": now.isoformat()})
             for cancelled_id, spec_id in outcome.cancelled:
-                audit.record(s, now, "cancel", actor=worker, instance_id=inst.id, task_id=cancelled_id,
+                audit.record(s, now, "cancel", actor=worker, instance_id=live.id, task_id=cancelled_id,
                              spec_id=spec_id)
-            result = (inst.id, len(outcome.fired_timers), False)
+            result = (live.id, len(outcome.fired_timers), False)
             version = outcome.version
             if not outcome.fired_timers:
                 # the row said due but the engine did not fire: do not spin on it
