@@ -15,12 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.orm.exc import StaleDataError
 
 from .clock import Clock, SystemClock, install_clock_hook
 from .db import is_postgres, make_engine
 from .engine.codec import StateCodec
-from .services.errors import Conflict
 
 
 class _LRU:
@@ -76,12 +74,9 @@ class Runtime:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction; a lost optimistic-lock race surfaces as ``Conflict``."""
-        try:
-            with self._write() as session, session.begin():
-                yield session
-        except StaleDataError as err:
-            raise Conflict("someone else changed this contract at the same moment; reload and try again") from err
+        """One write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        with self._write() as session, session.begin():
+            yield session
 
     def take_workflow(self, instance_id: int, version: int) -> Any:
         cached = self.workflows.pop(instance_id)

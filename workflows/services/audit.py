@@ -22,10 +22,10 @@ def record(s: Session, at: datetime, action: str, *, actor_id: int | None = None
 
 
 def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The keys whose values differ, with old and new values (JSON-safe)."""
+    """The keys whose values differ, with old and new values (``record`` makes them JSON-safe)."""
     diff = {}
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old != new:
             diff[key] = {"old": old, "new": new}
-    return _codec.to_json_value(diff)
+    return diff
