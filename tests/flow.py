@@ -67,6 +67,13 @@ class Flow:
         self.act("customer_signature", "rep1", {"customer_signatory": "客户代表", "customer_signed_on": "2026-11-26"})
         self.act("file_contract", "legal1", {"filing_no": "BA-0001", "filed_on": "2026-11-27"})
 
+    def to_collection(self, plan=PLAN) -> None:
+        """A small quote approved by the supervisor, signed, filed, delivered: collection waits on its timers."""
+        self.act("prepare_quote", "rep1", quote())
+        self.act("supervisor_review", "sup1", approve("supervisor"))
+        self.through_contract(plan=plan)
+        self.through_delivery()
+
     def through_delivery(self) -> None:
         self.act("execute_delivery", "dlv1", {"delivered_on": "2026-12-10"})
         self.act("customer_acceptance", "rep1", {"acceptance": "accepted"})

@@ -179,10 +179,7 @@ def collecting(rt, clock, due_date: date) -> Flow:
     """An instance waiting for its only installment, due 00:00 Shanghai on ``due_date``; built 60 days before."""
     clock.set(datetime.combine(due_date - timedelta(days=60), time(2), UTC))
     flow = Flow(rt)
-    flow.act("prepare_quote", "rep1", quote())
-    flow.act("supervisor_review", "sup1", approve("supervisor"))
-    flow.through_contract(plan=[{"amount": "24000.00", "due_date": due_date.isoformat()}])
-    flow.through_delivery()
+    flow.to_collection(plan=[{"amount": "24000.00", "due_date": due_date.isoformat()}])
     assert flow.open_specs() == set()
     with rt.read() as s:
         assert s.scalar(select(func.count()).select_from(Timer).where(Timer.instance_id == flow.id,

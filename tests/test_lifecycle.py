@@ -150,10 +150,7 @@ def any_rt(request, rt, db_url, clock):
 def test_overdue_installment_escalates_to_the_manager(any_rt, clock):
     rt = any_rt
     flow = Flow(rt)
-    flow.act("prepare_quote", "rep1", quote())
-    flow.act("supervisor_review", "sup1", approve("supervisor"))
-    flow.through_contract()
-    flow.through_delivery()
+    flow.to_collection()
     clock.set(datetime(2026, 12, 15, 1, 0, tzinfo=UTC))
     assert timers.fire_due_timers(rt).fired == 1
     flow.act("record_payment", "fin1", {"amount_received": "7200.00", "received_on": "2026-12-15",
@@ -180,10 +177,7 @@ def test_overdue_installment_escalates_to_the_manager(any_rt, clock):
 
 def test_paying_on_time_cancels_the_escalation_timer(rt, clock):
     flow = Flow(rt)
-    flow.act("prepare_quote", "rep1", quote())
-    flow.act("supervisor_review", "sup1", approve("supervisor"))
-    flow.through_contract(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
-    flow.through_delivery()
+    flow.to_collection(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
     clock.set(datetime(2026, 12, 15, 1, 0, tzinfo=UTC))
     timers.fire_due_timers(rt)
     flow.act("record_payment", "fin1", {"amount_received": "24000.00", "received_on": "2026-12-15",
@@ -252,10 +246,7 @@ def test_steps_table_grows_but_live_state_stays_small(rt):
 def test_a_late_escalation_does_not_relabel_a_fulfilled_contract(rt, clock):
     """The escalation branch may end after the last payment; the instance still ended as fulfilled."""
     flow = Flow(rt)
-    flow.act("prepare_quote", "rep1", quote())
-    flow.act("supervisor_review", "sup1", approve("supervisor"))
-    flow.through_contract(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
-    flow.through_delivery()
+    flow.to_collection(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
     clock.set(datetime(2026, 12, 23, 0, 0, tzinfo=UTC))  # due and overdue at once: both timers fire
     assert timers.fire_due_timers(rt).fired == 2
     flow.act("record_payment", "fin1", {"amount_received": "24000.00", "received_on": "2026-12-23",
