@@ -25,6 +25,7 @@ class Instance(Base):
     amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
     related_key: Mapped[str | None] = mapped_column(String(120), index=True)
     started_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    team: Mapped[str | None] = mapped_column(String(80))  # the starter's team: whose supervisors see it
     started_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     completed_at: Mapped[datetime | None]
@@ -33,7 +34,8 @@ class Instance(Base):
     version: Mapped[int] = mapped_column(Integer, nullable=False)
 
     __mapper_args__ = {"version_id_col": version}
-    __table_args__ = (Index("ix_instances_process_status", "process_key", "status"),)
+    __table_args__ = (Index("ix_instances_process_status", "process_key", "status"),
+                      Index("ix_instances_team", "team", "status"))
 
 
 class Step(Base):

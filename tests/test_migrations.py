@@ -20,7 +20,7 @@ from workflows.schema import alembic_config, upgrade
 from .conftest import PG_URL
 
 TABLES = {"roles", "users", "user_roles", "deployments", "deployment_files", "instances", "steps", "tasks", "timers",
-          "audit_events"}
+          "audit_events", "notifications", "outbox_emails", "api_tokens", "login_attempts"}
 
 
 @pytest.fixture
