@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -23,3 +24,35 @@ def bpmn_dir() -> Path:
 
 def business_tz() -> str:
     return os.environ.get("LVYUE_BUSINESS_TZ", "Asia/Shanghai")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where the worker sends the e-mail outbox. ``host`` None: sending is off and mails stay pending."""
+
+    host: str | None = None
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    mail_from: str = "lvyue@localhost"
+    timeout: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+def smtp_settings() -> SmtpSettings:
+    """From LVYUE_SMTP_HOST (unset: no sending), LVYUE_SMTP_PORT (25), LVYUE_SMTP_USER, LVYUE_SMTP_PASSWORD,
+    LVYUE_SMTP_STARTTLS (0/1) and LVYUE_MAIL_FROM (lvyue@localhost)."""
+    env = os.environ
+    port = env.get("LVYUE_SMTP_PORT", "").strip()
+    return SmtpSettings(
+        host=env.get("LVYUE_SMTP_HOST", "").strip() or None,
+        port=int(port) if port else 25,
+        user=env.get("LVYUE_SMTP_USER") or None,
+        password=env.get("LVYUE_SMTP_PASSWORD") or None,
+        starttls=env.get("LVYUE_SMTP_STARTTLS", "0").strip().lower() in ("1", "true", "yes", "on"),
+        mail_from=env.get("LVYUE_MAIL_FROM", "").strip() or "lvyue@localhost",
+    )

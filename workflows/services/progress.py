@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,6 +26,7 @@ from ..engine import runner
 from ..engine.compaction import DroppedTask
 from ..engine.package import ProcessPackage
 from ..runtime import Runtime
+from . import notifications
 from . import statements as sql
 from .errors import ProcessError, RaceLost
 
@@ -69,13 +71,18 @@ def has_timers(workflow: BpmnWorkflow) -> bool:
 
 
 def persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
-                 stepped: runner.StepResult, now: datetime, had_timers: bool) -> StepOutcome:
+                 stepped: runner.StepResult, now: datetime, had_timers: bool,
+                 actor_id: int | None = None, claim_roles: frozenset[str] = frozenset()) -> StepOutcome:
+    """``actor_id``: the user whose action caused the step (not notified of the tasks it made);
+    ``None`` for the timer worker. ``claim_roles``: the first new task of one of these roles is assigned
+    to the actor at once (a rep who starts a quote prepares it; nobody else is told of it)."""
     with using_clock(rt.clock):  # due dates and timer values read the runtime's clock too
-        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers)
+        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor_id, claim_roles)
 
 
 def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
-                  stepped: runner.StepResult, now: datetime, had_timers: bool) -> StepOutcome:
+                  stepped: runner.StepResult, now: datetime, had_timers: bool,
+                  actor_id: int | None = None, claim_roles: frozenset[str] = frozenset()) -> StepOutcome:
     conn = s.connection()
     dropped = stepped.dropped
     ready = {str(t.id): t for t in runner.ready_user_tasks(workflow)}
@@ -89,6 +96,10 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     known = {r.task_uuid for r in open_rows}
     new_rows = [_task_row(rt, inst, package, task_id, task, now) for task_id, task in ready.items()
                 if task_id not in known]
+    if claim_roles and actor_id is not None:
+        mine = next((row for row in new_rows if row["role"] in claim_roles), None)
+        if mine is not None:
+            mine["assignee_id"], mine["claimed_at"] = actor_id, now
     if new_rows:
         outcome.new_task_ids = list(conn.scalars(sql.INSERT_TASKS, new_rows))
 
@@ -128,8 +139,39 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         "completed_at": now if completed else None, "end_event": end_event})
     if result.rowcount != 1:
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
+    if outcome.new_task_ids:
+        escalated = _escalated_task_ids(outcome, new_rows, ready)
+        notifications.on_new_tasks(conn, outcome.new_task_ids, now, actor_id=actor_id, escalation=escalated,
+                                   business_tz=rt.business_tz)
     inst.version = outcome.version
     return outcome
+
+
+def _escalated_task_ids(outcome: StepOutcome, new_rows: list[dict], ready: dict) -> list[int]:
+    """The new tasks that an escalation (a boundary timer) fired in this step led to: those reached
+    from the boundary event without passing another user task. A plain timer that fired in the same
+    step (due and overdue at once) makes ordinary tasks, which stay ordinary."""
+    boundaries = {spec_id for spec_id, kind, _ in outcome.fired_timers if kind == "escalation"}
+    if not boundaries:
+        return []
+    return [task_id for task_id, row in zip(outcome.new_task_ids, new_rows, strict=True)
+            if _follows_boundary(ready[row["task_uuid"]].task_spec, boundaries)]
+
+
+def _follows_boundary(spec, boundaries: set[str]) -> bool:
+    seen: set[int] = set()
+    stack = list(spec.inputs)
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, BoundaryEvent) and (current.bpmn_id or current.name) in boundaries:
+            return True
+        if getattr(current, "manual", False):  # another user task: what follows it is its own step's work
+            continue
+        stack.extend(current.inputs)
+    return False
 
 
 def _final_end_event(conn, inst: LiveInstance, package: ProcessPackage) -> str | None:
@@ -154,7 +196,7 @@ def _task_row(rt: Runtime, inst: LiveInstance, package: ProcessPackage, task_id:
         raise ProcessError(f"the due date of '{info.name}' could not be computed: {err}") from err
     return dict(instance_id=inst.id, task_uuid=task_id, process_key=inst.process_key, spec_id=info.spec_id,
                 name=info.name, lane=info.lane, role=info.role, form=info.form, stage=info.stage, status="open",
-                created_at=now, due_at=due)
+                created_at=now, due_at=due, assignee_id=None, claimed_at=None)
 
 
 def _sync_timers(conn, inst: LiveInstance, workflow: BpmnWorkflow, dropped: list[DroppedTask],

@@ -1,0 +1,309 @@
+"""In-app notifications and the e-mails that go with them, written in the transaction of the step that
+caused them (so a rolled-back click notifies nobody, and a committed one always does).
+
+``on_new_tasks`` runs on the hot path of every start, completion and timer firing: it costs nothing
+when the step made no task, and otherwise one SELECT (tasks, their contracts and every holder of
+their roles at once) plus one INSERT of notifications and, if anyone has an address, one INSERT into
+the e-mail outbox (both executemany). The worker sends the outbox (``workflows.services.mail``).
+
+The stored notification keeps ``kind`` and ``params`` only; its text is rendered in the reader's
+language (the web app with gettext, e-mails with the small table below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from models import Instance, Notification, OutboxEmail, TaskRow, User, UserRole
+
+from ..runtime import Runtime
+from .accounts import ROLES
+
+KINDS = ("task_arrived", "escalation", "task_reassigned")
+LANGUAGES = ("zh-CN", "en")
+DEFAULT_TZ = "Asia/Shanghai"
+
+# kind -> language -> (subject, body); filled with str.format from the notification's params plus
+# ``user`` (the recipient's display name), ``role`` (localized), ``task`` (localized) and ``due`` (local time)
+TEXTS: dict[str, dict[str, tuple[str, str]]] = {
+    "task_arrived": {
+        "en": ("[Lvyue] New task: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "a new task is waiting for the role {role}.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n\n"
+               "Open it from your queue in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】新任务：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "角色「{role}」有一项新任务待处理。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n\n"
+                  "请在履约系统的任务队列中处理（任务 #{task_id}）。\n"),
+    },
+    "escalation": {
+        "en": ("[Lvyue] Escalation: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "a deadline on contract {business_key} was missed and the matter was escalated to the "
+               "role {role}.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n\n"
+               "Please take it up in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】升级处理：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "合同 {business_key} 已超过期限，事项已升级至角色「{role}」处理。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n\n"
+                  "请在履约系统中处理（任务 #{task_id}）。\n"),
+    },
+    "task_reassigned": {
+        "en": ("[Lvyue] {by} handed you a task: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} handed the following task to you.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n"
+               "  Reason:   {reason}\n\n"
+               "It is in your queue in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】{by} 将任务转交给您：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 将以下任务转交给您。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n"
+                  "  原因：{reason}\n\n"
+                  "任务已在您的履约任务队列中（任务 #{task_id}）。\n"),
+    },
+}
+_NONE = {"en": "-", "zh-CN": "无"}
+_ROLE_NAMES = {code: {"en": en, "zh-CN": zh} for code, en, zh in ROLES}
+
+# one row per (new task, holder of its role); the actor is dropped in Python so the statement stays constant
+_RECIPIENTS = (
+    select(TaskRow.id.label("task_id"), TaskRow.instance_id, TaskRow.name, TaskRow.role, TaskRow.due_at,
+           Instance.business_key, Instance.customer_name, User.id.label("user_id"), User.display_name, User.email,
+           User.language)
+    .join(Instance, Instance.id == TaskRow.instance_id)
+    .join(UserRole, UserRole.role_code == TaskRow.role)
+    .join(User, User.id == UserRole.user_id)
+    .where(TaskRow.id.in_(bindparam("task_ids", expanding=True)), TaskRow.assignee_id.is_(None),
+           User.active.is_(True), User.service_account.is_(False))
+    .order_by(TaskRow.id, User.id)
+)
+_REASSIGN_TARGET = (
+    select(User.id, User.username, User.display_name, User.email, User.language, User.active, User.service_account,
+           Instance.business_key, Instance.customer_name)
+    .join(Instance, Instance.id == bindparam("instance_id"))
+    .where(User.id == bindparam("user_id"))
+)
+# returned rows are matched on (user, task), unique in a batch: an *ordered* RETURNING would make SQLite
+# insert row by row
+_INSERT_NOTIFICATIONS = insert(Notification).returning(Notification.id, Notification.user_id, Notification.task_id)
+_INSERT_NOTIFICATIONS_PLAIN = insert(Notification)
+_INSERT_OUTBOX = insert(OutboxEmail)
+
+
+def language_of(value: str | None) -> str:
+    return "en" if (value or "").lower().startswith("en") else "zh-CN"
+
+
+def task_name(name: str, language: str) -> str:
+    """Task names are bilingual in the BPMN ("Record payment / 登记回款"): the half for ``language``."""
+    parts = [p.strip() for p in (name or "").split(" / ", 1)]
+    if len(parts) != 2 or not all(parts):
+        return name
+    return parts[0] if language_of(language) == "en" else parts[1]
+
+
+def role_name(code: str, language: str) -> str:
+    return _ROLE_NAMES.get(code, {}).get(language_of(language), code)
+
+
+def render(kind: str, params: dict[str, Any], language: str, user: str = "",
+           business_tz: str = DEFAULT_TZ) -> tuple[str, str]:
+    """Subject and body of the e-mail for a notification, in ``language`` (zh-CN or en)."""
+    lang = language_of(language)
+    subject, body = TEXTS[kind][lang]
+    none = _NONE[lang]
+    due = params.get("due_at")
+    if due:
+        local = datetime.fromisoformat(due).astimezone(ZoneInfo(business_tz))
+        due = local.strftime("%Y-%m-%d %H:%M")
+    values = {
+        "user": user or "", "task": task_name(params.get("task") or "", lang),
+        "role": role_name(params.get("role") or "", lang), "business_key": params.get("business_key") or none,
+        "customer": params.get("customer") or none, "due": due or none, "task_id": params.get("task_id") or none,
+        "by": params.get("by") or none, "reason": params.get("reason") or none,
+    }
+    return subject.format(**values)[:300], body.format(**values)
+
+
+def _conn(conn_or_session: Connection | Session) -> Connection:
+    return conn_or_session.connection() if isinstance(conn_or_session, Session) else conn_or_session
+
+
+def _params(row, due_at: datetime | None) -> dict[str, Any]:
+    return {"task": row.name, "task_id": row.task_id, "business_key": row.business_key,
+            "customer": row.customer_name, "role": row.role,
+            "due_at": due_at.isoformat() if due_at is not None else None}
+
+
+def _write(conn: Connection, notes: list[dict[str, Any]], mails: list[tuple[int, dict[str, Any]]],
+           need_ids: bool = False) -> list[int] | None:
+    """Insert ``notes`` and, for ``mails`` (index into notes, outbox row), the outbox rows linked to them.
+    Returns the notifications' ids if they were read back (to link e-mails, or ``need_ids``)."""
+    if not notes:
+        return []
+    if not mails and not need_ids:
+        conn.execute(_INSERT_NOTIFICATIONS_PLAIN, notes)
+        return None
+    returned = {(r.user_id, r.task_id): r.id for r in conn.execute(_INSERT_NOTIFICATIONS, notes)}
+    ids = [returned[(n["user_id"], n["task_id"])] for n in notes]
+    if mails:
+        for index, mail in mails:
+            mail["notification_id"] = ids[index]
+        conn.execute(_INSERT_OUTBOX, [mail for _, mail in mails])
+    return ids
+
+
+def _mail(to_addr: str, kind: str, params: dict[str, Any], language: str, user: str, now: datetime,
+          business_tz: str) -> dict[str, Any]:
+    subject, body = render(kind, params, language, user, business_tz)
+    return dict(to_addr=to_addr, subject=subject, body=body, status="pending", attempts=0, created_at=now,
+                next_attempt_at=now, sent_at=None, last_error=None)
+
+
+def on_new_tasks(conn_or_session: Connection | Session, task_ids: Collection[int], now: datetime,
+                 actor_id: int | None = None, escalation: bool | Collection[int] = False,
+                 business_tz: str = DEFAULT_TZ) -> int:
+    """Notify every active person (not service accounts) holding the role of each new task, except
+    ``actor_id`` who caused the step. ``escalation``: True if every task was made by an escalation,
+    or the ids of those that were; their notifications are of kind ``escalation``. Returns the number of
+    notifications written."""
+    if not task_ids:
+        return 0
+    conn = _conn(conn_or_session)
+    rows = conn.execute(_RECIPIENTS, {"task_ids": list(task_ids)}).all()
+    escalated = escalation if not isinstance(escalation, bool) else ()
+    notes: list[dict[str, Any]] = []
+    mails: list[tuple[int, dict[str, Any]]] = []
+    for row in rows:
+        if row.user_id == actor_id:
+            continue
+        kind = "escalation" if escalation is True or row.task_id in escalated else "task_arrived"
+        params = _params(row, row.due_at)
+        if row.email:
+            mails.append((len(notes), _mail(row.email, kind, params, row.language, row.display_name, now,
+                                            business_tz)))
+        notes.append(dict(user_id=row.user_id, kind=kind, task_id=row.task_id, instance_id=row.instance_id,
+                          params=params, created_at=now, read_at=None))
+    _write(conn, notes, mails)
+    return len(notes)
+
+
+def on_reassigned(session: Session, task_row: TaskRow, target_user_id: int, by_username: str, reason: str,
+                  now: datetime, business_tz: str = DEFAULT_TZ) -> int | None:
+    """A ``task_reassigned`` notification (and e-mail) for the new holder of ``task_row``. Nothing when
+    someone hands a task to themselves. Returns the notification's id."""
+    conn = _conn(session)
+    target = conn.execute(_REASSIGN_TARGET, {"instance_id": task_row.instance_id, "user_id": target_user_id}).first()
+    if target is None or not target.active or target.service_account or target.username == by_username:
+        return None
+    params = {"task": task_row.name, "task_id": task_row.id, "business_key": target.business_key,
+              "customer": target.customer_name, "role": task_row.role,
+              "due_at": task_row.due_at.isoformat() if task_row.due_at is not None else None,
+              "by": by_username, "reason": reason}
+    mails = []
+    if target.email:
+        mails.append((0, _mail(target.email, "task_reassigned", params, target.language, target.display_name, now,
+                               business_tz)))
+    note = dict(user_id=target.id, kind="task_reassigned", task_id=task_row.id, instance_id=task_row.instance_id,
+                params=params, created_at=now, read_at=None)
+    return _write(conn, [note], mails, need_ids=True)[0]
+
+
+# --- reading the inbox ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    id: int
+    kind: str
+    params: dict[str, Any]
+    task_id: int | None
+    instance_id: int | None
+    created_at: datetime
+    read_at: datetime | None
+
+    @property
+    def unread(self) -> bool:
+        return self.read_at is None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[InboxItem]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _mine(user_id: int, unread_only: bool = False) -> list:
+    where = [Notification.user_id == user_id]
+    if unread_only:
+        where.append(Notification.read_at.is_(None))
+    return where
+
+
+def inbox(rt: Runtime, user_id: int, page: int = 1, per_page: int = 20, unread_only: bool = False) -> Page:
+    """The user's notifications, newest first."""
+    page, per_page = max(1, page), min(max(1, per_page), 200)
+    where = _mine(user_id, unread_only)
+    with rt.read() as s:
+        total = s.scalar(select(func.count()).select_from(Notification).where(*where)) or 0
+        rows = s.execute(select(Notification.id, Notification.kind, Notification.params, Notification.task_id,
+                                Notification.instance_id, Notification.created_at, Notification.read_at)
+                         .where(*where).order_by(Notification.id.desc())
+                         .offset((page - 1) * per_page).limit(per_page)).all()
+    return Page([InboxItem(*r) for r in rows], total, page, per_page)
+
+
+def unread_count(rt: Runtime, user_id: int) -> int:
+    """Answered from the index (user_id, read_at, id)."""
+    with rt.read() as s:
+        return s.scalar(select(func.count()).select_from(Notification).where(*_mine(user_id, True))) or 0
+
+
+def mark_read(rt: Runtime, user_id: int, ids: Iterable[int] | None = None) -> int:
+    """Mark the user's unread notifications ``ids`` (``None``: all of them) read. Ids of other users'
+    notifications are ignored. Returns how many were marked."""
+    where = _mine(user_id, True)
+    if ids is not None:
+        ids = [int(i) for i in ids]
+        if not ids:
+            return 0
+        where.append(Notification.id.in_(ids))
+    with rt.write() as s:
+        result = s.execute(update(Notification).where(*where).values(read_at=rt.clock.now()),
+                           execution_options={"synchronize_session": False})
+        return result.rowcount
