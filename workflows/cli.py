@@ -12,7 +12,7 @@ import click
 
 from . import config
 from .runtime import Runtime
-from .services import accounts, deployments, instances, tasks, timers
+from .services import accounts, deployments, instances, mail, tasks, timers
 from .services.errors import DeployRefused, InvalidInput, ServiceError
 
 
@@ -62,8 +62,10 @@ def main(ctx: click.Context, db: str | None) -> None:
 
 @main.command("init-db")
 @click.option("--demo/--no-demo", default=True, help="Create the demo users.")
+@click.option("--demo-contracts/--no-demo-contracts", default=False,
+              help="Also create demo contracts in every stage (only into a database without contracts).")
 @click.pass_context
-def init_db(ctx: click.Context, demo: bool) -> None:
+def init_db(ctx: click.Context, demo: bool, demo_contracts: bool) -> None:
     """Create or upgrade the schema, add roles and demo users, deploy the process set."""
     from .schema import upgrade
 
@@ -79,6 +81,34 @@ def init_db(ctx: click.Context, demo: bool) -> None:
             click.echo(f"{result.process_key} v{result.version}: {state}")
     except ServiceError as err:
         _fail(err)
+    if demo_contracts:
+        _seed_demo(rt, progress=True)
+
+
+def _seed_demo(rt: Runtime, progress: bool) -> None:
+    from .demo import seed_demo
+
+    try:
+        keys = seed_demo(rt, progress=progress)
+    except ServiceError as err:
+        _fail(err)
+    if not keys:
+        click.echo("demo contracts: none created (the database already has contracts)")
+        return
+    click.echo(f"demo contracts: {len(keys)} created")
+    for key in keys:
+        view = instances.get_instance(rt, key)
+        work = ", ".join(f"{spec} [{holder or role}]" for _, spec, role, holder in view.open_tasks)
+        work = work or view.end_event or "-"
+        click.echo(f"  {key:<14} {view.stage or '-':<12} {work:<46} {view.customer_name or ''}")
+
+
+@main.command("seed-demo")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.pass_context
+def seed_demo_cmd(ctx: click.Context, progress: bool) -> None:
+    """Create demo contracts in every stage (needs init-db; does nothing if any contract exists)."""
+    _seed_demo(_runtime(ctx), progress)
 
 
 @main.command()
@@ -201,30 +231,113 @@ def show(ctx: click.Context, key: str) -> None:
 @click.option("--name", default="worker", show_default=True)
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
-    """Fire due timers (safe to run several at once on PostgreSQL)."""
+    """Fire due timers and send the e-mail outbox (safe to run several at once on PostgreSQL)."""
     rt = _runtime(ctx)
     log = logging.getLogger("lvyue.worker")
+    smtp = config.smtp_settings()
+    if not smtp.enabled:
+        log.info("LVYUE_SMTP_HOST is not set: e-mails stay in the outbox")
     while True:
         report = timers.fire_due_timers(rt, worker=name)
         if report.fired or report.errors:
             log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
                      report.instances, report.errors, report.conflicts)
+        sent = None
+        if smtp.enabled:
+            try:
+                sent = mail.send_due(rt, smtp)
+            except Exception:  # noqa: BLE001 - the database may be briefly away; timers must keep firing
+                log.exception("sending mail failed")
+            if sent is not None and sent.claimed:
+                log.info("mail: %s", sent)
         if once:
             click.echo(f"fired {report.fired} timer(s); {report.errors} error(s)")
+            if sent is not None:
+                click.echo(str(sent))
             return
         time.sleep(interval)
+
+
+@main.command("send-mail")
+@click.option("--limit", default=100, show_default=True, help="At most this many mails.")
+@click.pass_context
+def send_mail(ctx: click.Context, limit: int) -> None:
+    """Send the due e-mails of the outbox once (LVYUE_SMTP_HOST and friends) and print the counts."""
+    smtp = config.smtp_settings()
+    if not smtp.enabled:
+        click.secho("error: mail sending is disabled: set LVYUE_SMTP_HOST", fg="red", err=True)
+        sys.exit(1)
+    click.echo(str(mail.send_due(_runtime(ctx), smtp, limit=limit)))
 
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True)
+@click.option("--worker/--no-worker", "with_worker", default=True, show_default=True,
+              help="Also fire timers and send mail from a background thread (for a one-process setup).")
 @click.pass_context
-def run(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the web app (development server)."""
-    from webapp import create_app
+def run(ctx: click.Context, host: str, port: int, with_worker: bool) -> None:
+    """Serve the web app (development server; production runs a WSGI server and `lvyue worker`)."""
+    import threading
 
-    app = create_app(runtime=_runtime(ctx))
-    app.run(host=host, port=port, debug=False)
+    from webapp import Config, create_app
+
+    rt = _runtime(ctx)
+    config_class = Config
+    if host in ("127.0.0.1", "localhost", "::1") and Config.SESSION_COOKIE_SECURE:
+        # plain http on this machine only: a Secure cookie would never come back
+        config_class = type("LoopbackConfig", (Config,), {"SESSION_COOKIE_SECURE": False,
+                                                          "REMEMBER_COOKIE_SECURE": False})
+    app = create_app(config_class, runtime=rt)
+    if with_worker:
+        threading.Thread(target=_background_worker, args=(rt,), daemon=True, name="lvyue-worker").start()
+    click.echo(f"Lvyue on http://{host}:{port}/ (demo users: password '{accounts.DEMO_PASSWORD}')")
+    app.run(host=host, port=port, debug=False, threaded=True)
+
+
+def _background_worker(rt: Runtime, interval: float = 5.0) -> None:
+    log = logging.getLogger("lvyue.worker")
+    smtp = config.smtp_settings()
+    while True:
+        try:
+            report = timers.fire_due_timers(rt, worker="web-worker")
+            if report.fired:
+                log.info("fired %d timer(s)", report.fired)
+            if smtp.enabled:
+                mail.send_due(rt, smtp)
+        except Exception:  # noqa: BLE001 - keep serving pages; the next pass retries
+            log.exception("background worker pass failed")
+        time.sleep(interval)
+
+
+@main.command("create-token")
+@click.argument("username")
+@click.option("--name", "token_name", required=True, help="What the token is for, e.g. 'ERP integration'.")
+@click.option("--role", "roles", multiple=True,
+              help="Create USERNAME as a service account with this role first, if it does not exist (repeatable).")
+@click.option("--display-name", default=None, help="Display name of a service account created with --role.")
+@click.pass_context
+def create_token(ctx: click.Context, username: str, token_name: str, roles: tuple[str, ...],
+                 display_name: str | None) -> None:
+    """Issue an API token for a service account and print it (once: only its hash is stored)."""
+    from .services import tokens
+    from .services.errors import NotFound
+
+    rt = _runtime(ctx)
+    try:
+        try:
+            user_id = accounts.get_user(rt, username).id
+        except NotFound:
+            if not roles:
+                raise NotFound(f"no active user '{username}'; "
+                               "add --role ROLE to create it as a service account") from None
+            user_id = accounts.create_service_account(rt, username, display_name, list(roles), actor=None).id
+            click.echo(f"created service account {username} ({', '.join(sorted(set(roles)))})", err=True)
+        token = tokens.issue_token(rt, user_id, token_name, actor=None)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(token)
+    click.echo("This token is shown only once; store it now. Use it as 'Authorization: Bearer <token>'.", err=True)
 
 
 if __name__ == "__main__":

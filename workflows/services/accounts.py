@@ -112,6 +112,269 @@ def get_user(rt: Runtime, username: str) -> UserView:
 def authenticate(rt: Runtime, username: str, password: str) -> UserView | None:
     with rt.read() as s:
         user = s.scalar(select(User).where(User.username == username))
-        if user is None or not user.active or not check_password_hash(user.password_hash, password):
+        if user is None or not user.active or user.service_account:
+            return None
+        if not check_password_hash(user.password_hash, password):
             return None
         return _view(user)
+
+
+class RateLimited(InvalidInput):
+    """Too many failed logins for a user name or from an address; try again later."""
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    max_failures: int = 5
+    max_failures_per_addr: int = 30
+    window_seconds: int = 900
+
+
+def login(rt: Runtime, username: str, password: str, remote_addr: str | None,
+          policy: LoginPolicy = LoginPolicy()) -> UserView | None:
+    """Check a password login, counting failures per user name and per address (across web workers).
+    Raises ``RateLimited`` before checking the password once either limit is reached."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, insert
+
+    from models import LoginAttempt
+
+    username = (username or "").strip()[:80]
+    now = rt.clock.now()
+    since = now - timedelta(seconds=policy.window_seconds)
+    with rt.read() as s:
+        by_name = s.scalar(select(func.count()).select_from(LoginAttempt).where(
+            LoginAttempt.username == username, LoginAttempt.at >= since, LoginAttempt.ok.is_(False)))
+        by_addr = 0
+        if remote_addr:
+            by_addr = s.scalar(select(func.count()).select_from(LoginAttempt).where(
+                LoginAttempt.remote_addr == remote_addr, LoginAttempt.at >= since, LoginAttempt.ok.is_(False)))
+    if by_name >= policy.max_failures or by_addr >= policy.max_failures_per_addr:
+        raise RateLimited("too many failed logins; wait a few minutes and try again")
+    user = authenticate(rt, username, password)
+    with rt.write() as s:
+        s.execute(insert(LoginAttempt).values(username=username, remote_addr=(remote_addr or "")[:64] or None,
+                                              at=now, ok=user is not None))
+    return user
+
+
+def get_user_by_id(rt: Runtime, user_id: int) -> UserView | None:
+    with rt.read() as s:
+        user = s.get(User, user_id)
+        if user is None or not user.active:
+            return None
+        return _view(user)
+
+
+def set_language(rt: Runtime, user_id: int, language: str) -> None:
+    if language not in ("zh-CN", "en"):
+        raise InvalidInput("unknown language", {"language": "must be zh-CN or en"})
+    with rt.write() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user #{user_id}")
+        user.language = language
+
+
+def users_with_role(rt: Runtime, role: str) -> list[UserView]:
+    """Active people (not service accounts) holding ``role``: the candidates to reassign a task to."""
+    with rt.read() as s:
+        users = s.scalars(select(User).join(UserRole).where(UserRole.role_code == role, User.active.is_(True),
+                                                            User.service_account.is_(False))
+                          .order_by(User.username)).all()
+        return [_view(u) for u in users]
+
+
+# --- Administration: list, create and edit accounts (the admin pages and the shell) ---------------------
+# Appended section; its imports live here so the module head stays untouched.
+import re  # noqa: E402
+import secrets  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+from sqlalchemy import func, or_  # noqa: E402
+from sqlalchemy.exc import IntegrityError  # noqa: E402
+
+from . import audit  # noqa: E402
+from .errors import PermissionDenied  # noqa: E402
+
+LANGUAGE_CODES = ("zh-CN", "en")
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{1,79}")
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    """An account as the admin pages show it (including inactive users and service accounts)."""
+
+    id: int
+    username: str
+    display_name: str
+    email: str | None
+    team: str | None
+    language: str
+    active: bool
+    service_account: bool
+    roles: tuple[str, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UserPage:
+    items: list[UserRecord]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def _record(user: User) -> UserRecord:
+    return UserRecord(user.id, user.username, user.display_name, user.email, user.team, user.language, user.active,
+                      user.service_account, tuple(sorted(user.role_codes)), user.created_at)
+
+
+def require_admin(actor: UserView | None) -> None:
+    """``None`` is the shell (``lvyue`` commands run by whoever holds the database); anyone else needs 'admin'."""
+    if actor is not None and "admin" not in actor.roles:
+        raise PermissionDenied(f"{actor.username} is not an administrator")
+
+
+def _actor_fields(actor: UserView | None) -> dict:
+    return {"actor_id": actor.id if actor else None, "actor": actor.username if actor else "system"}
+
+
+def _clean(value: str | None) -> str | None:
+    value = (value or "").strip()
+    return value or None
+
+
+def _check_profile(errors: dict[str, str], roles: list[str], display_name: str | None, team: str | None,
+                   email: str | None) -> None:
+    unknown = sorted(set(roles) - ROLE_CODES)
+    if unknown:
+        errors["roles"] = f"unknown role(s): {', '.join(unknown)}"
+    if display_name is not None and len(display_name) > 120:
+        errors["display_name"] = "at most 120 characters"
+    if team is not None and len(team) > 80:
+        errors["team"] = "at most 80 characters"
+    if email is not None and (len(email) > 200 or not re.fullmatch(r"[^@\s]+@[^@\s]+", email)):
+        errors["email"] = "not an e-mail address"
+
+
+def list_users(rt: Runtime, page: int = 1, per_page: int = 20, q: str | None = None) -> UserPage:
+    """Accounts by user name; ``q`` matches user name, display name, e-mail or team."""
+    page, per_page = max(1, page), min(max(1, per_page), 200)
+    where = []
+    q = _clean(q)
+    if q:
+        q = q[:100]
+        where.append(or_(User.username.contains(q, autoescape=True), User.display_name.contains(q, autoescape=True),
+                         User.email.contains(q, autoescape=True), User.team.contains(q, autoescape=True)))
+    with rt.read() as s:
+        total = s.scalar(select(func.count()).select_from(User).where(*where)) or 0
+        users = s.scalars(select(User).where(*where).order_by(User.username)
+                          .offset((page - 1) * per_page).limit(per_page)).all()
+        return UserPage([_record(u) for u in users], total, page, per_page)
+
+
+def get_user_record(rt: Runtime, user_id: int) -> UserRecord:
+    with rt.read() as s:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user #{user_id}")
+        return _record(user)
+
+
+def add_user(rt: Runtime, actor: UserView | None, username: str, password: str | None, roles: list[str],
+             display_name: str | None = None, team: str | None = None, email: str | None = None,
+             language: str = "zh-CN", service_account: bool = False) -> UserRecord:
+    """Create an account. A service account gets a random password nobody knows: it signs in with tokens only."""
+    require_admin(actor)
+    username = (username or "").strip()
+    display_name, team, email = _clean(display_name), _clean(team), _clean(email)
+    roles = sorted(set(roles or []))
+    errors: dict[str, str] = {}
+    if not USERNAME_RE.fullmatch(username):
+        errors["username"] = "2 to 80 letters, digits or . _ - @, starting with a letter or digit"
+    if service_account:
+        password = secrets.token_urlsafe(32)
+    elif len(password or "") < 8:
+        errors["password"] = "at least 8 characters"
+    if language not in LANGUAGE_CODES:
+        errors["language"] = "must be zh-CN or en"
+    _check_profile(errors, roles, display_name, team, email)
+    if errors:
+        raise InvalidInput("the account has errors", errors)
+    now = rt.clock.now()
+    try:
+        with rt.write() as s:
+            if s.scalar(select(User.id).where(User.username == username)) is not None:
+                raise InvalidInput("user name taken", {"username": "this user name is taken"})
+            user = User(username=username, display_name=display_name or username, email=email, team=team,
+                        password_hash=generate_password_hash(password, method=rt.password_method),
+                        language=language, created_at=now, active=True, service_account=service_account)
+            user.roles = [UserRole(role_code=r) for r in roles]
+            s.add(user)
+            s.flush()
+            audit.record(s, now, "user_created", **_actor_fields(actor),
+                         data={"user_id": user.id, "username": username, "roles": roles, "team": team,
+                               "service_account": service_account})
+            return _record(user)
+    except IntegrityError:  # a concurrent create of the same name
+        raise InvalidInput("user name taken", {"username": "this user name is taken"}) from None
+
+
+def create_service_account(rt: Runtime, username: str, display_name: str | None, roles: list[str],
+                           actor: UserView | None) -> UserRecord:
+    """An account for another system: API tokens only, no password login."""
+    return add_user(rt, actor, username, None, roles, display_name=display_name, service_account=True)
+
+
+def update_user(rt: Runtime, user_id: int, roles: list[str], display_name: str | None, team: str | None,
+                email: str | None, active: bool, actor: UserView | None) -> UserRecord:
+    """Change an account's roles, profile and whether it may sign in. The last active (human) administrator
+    keeps the admin role and stays active, so the system always has someone who can manage it."""
+    require_admin(actor)
+    display_name, team, email = _clean(display_name), _clean(team), _clean(email)
+    roles = sorted(set(roles or []))
+    errors: dict[str, str] = {}
+    _check_profile(errors, roles, display_name, team, email)
+    if errors:
+        raise InvalidInput("the account has errors", errors)
+    now = rt.clock.now()
+    with rt.write() as s:
+        admins = (select(User.id).join(UserRole).where(UserRole.role_code == "admin", User.active.is_(True),
+                                                         User.service_account.is_(False)))
+        if rt.postgres:  # two admins demoting each other at once: the second waits, then sees the first
+            s.execute(admins.with_for_update(of=User)).all()
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"no user #{user_id}")
+        before = {"roles": sorted(user.role_codes), "display_name": user.display_name, "team": user.team,
+                  "email": user.email, "active": user.active}
+        was_admin = "admin" in before["roles"] and user.active and not user.service_account
+        if was_admin and ("admin" not in roles or not active):
+            others = s.scalar(select(func.count()).select_from(admins.where(User.id != user.id).subquery()))
+            if not others:
+                field = "roles" if "admin" not in roles else "active"
+                raise InvalidInput("the last administrator cannot be removed",
+                                   {field: "this is the last active administrator; make someone else "
+                                           "an administrator first"})
+        keep = set(roles)
+        for link in list(user.roles):
+            if link.role_code not in keep:
+                user.roles.remove(link)
+        for code in sorted(keep - user.role_codes):
+            user.roles.append(UserRole(role_code=code))
+        user.display_name = display_name or user.username
+        user.team, user.email, user.active = team, email, bool(active)
+        after = {"roles": roles, "display_name": user.display_name, "team": team, "email": email,
+                 "active": bool(active)}
+        diff = audit.changes(before, after)
+        if diff:
+            audit.record(s, now, "user_updated", **_actor_fields(actor),
+                         data={"user_id": user.id, "username": user.username, "changes": diff})
+        s.flush()
+        return _record(user)

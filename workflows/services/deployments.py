@@ -120,3 +120,28 @@ def script_engine_for(rt: Runtime):
     if engine is None:
         engine = rt.script_engines["default"] = sandbox.make_script_engine(rt.clock.now)
     return engine
+
+
+@dataclass(frozen=True)
+class StartOption:
+    process_key: str
+    name: str
+    schema: dict | None  # the start form, if the process has one
+    ui_schema: dict
+
+
+def startable(rt: Runtime, user: UserView) -> list[StartOption]:
+    """The latest version of every process ``user`` may start, with its start form."""
+    with rt.read() as s:
+        latest = s.execute(select(Deployment.process_key, func.max(Deployment.id))
+                           .group_by(Deployment.process_key).order_by(Deployment.process_key)).all()
+    options = []
+    for key, dep_id in latest:
+        package = package_for(rt, dep_id)
+        main = package.main
+        if not set(main.starter_roles) & user.roles:
+            continue
+        schema = package.forms.get(main.start_form) if main.start_form else None
+        ui = package.forms.get(main.start_form.replace(".schema.json", ".uischema.json"), {}) if main.start_form else {}
+        options.append(StartOption(key, main.name, schema, ui))
+    return options

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 class ServiceError(Exception):
     code = "error"
+    status = 400  # the HTTP status the web layer answers with
 
     def __init__(self, message: str) -> None:
         self.message = message
@@ -13,10 +14,12 @@ class ServiceError(Exception):
 
 class NotFound(ServiceError):
     code = "not_found"
+    status = 404
 
 
 class PermissionDenied(ServiceError):
     code = "forbidden"
+    status = 403
 
 
 class FourEyesViolation(PermissionDenied):
@@ -27,10 +30,12 @@ class Conflict(ServiceError):
     """The action lost a race or acts on a stale view: nothing was changed."""
 
     code = "conflict"
+    status = 409
 
 
 class InvalidInput(ServiceError):
     code = "invalid"
+    status = 422
 
     def __init__(self, message: str, errors: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -41,6 +46,7 @@ class ProcessError(ServiceError):
     """The process definition failed at run time (a script or condition); nothing was changed."""
 
     code = "process_error"
+    status = 500
 
 
 class DeployRefused(ServiceError):

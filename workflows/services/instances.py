@@ -35,7 +35,8 @@ class StartResult:
 
 
 def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str, Any] | None = None,
-                   business_key: str | None = None) -> StartResult:
+                   business_key: str | None = None, claim_first: bool = False) -> StartResult:
+    """``claim_first``: the first task for one of the starter's roles is theirs at once (the web start page)."""
     deployment_id = latest_deployment_id(rt, process_key)
     package = package_for(rt, deployment_id)
     process = package.main
@@ -57,7 +58,7 @@ def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str
             raise InvalidInput("the start form has errors", {"customer_name": "must be text"})
     for attempt in range(5):
         try:
-            return _start_once(rt, package, deployment_id, process_key, user, data, business_key)
+            return _start_once(rt, package, deployment_id, process_key, user, data, business_key, claim_first)
         except IntegrityError:
             if business_key is not None:
                 raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"}) from None
@@ -67,7 +68,7 @@ def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str
 
 
 def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user: UserView, data: dict[str, Any],
-                business_key: str | None) -> StartResult:
+                business_key: str | None, claim_first: bool = False) -> StartResult:
     now = rt.clock.now()
     with rt.write() as s:
         related = data.get("contract_key")
@@ -86,12 +87,18 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
         instance_id = s.scalar(insert(Instance).returning(Instance.id).values(
             deployment_id=deployment_id, process_key=process_key, status="running", business_key=key,
             started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
-            customer_name=customer))
+            customer_name=customer, team=user.team))
         inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer)
-        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False,
+                               actor_id=user.id, claim_roles=user.roles if claim_first else frozenset())
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
                      data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
                            "data": data})
+        if claim_first:
+            for task_id, spec_id, role in s.execute(select(TaskRow.id, TaskRow.spec_id, TaskRow.role).where(
+                    TaskRow.instance_id == instance_id, TaskRow.assignee_id == user.id)):
+                audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=role,
+                             instance_id=instance_id, task_id=task_id, spec_id=spec_id)
         result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids)
     rt.keep_workflow(result.instance_id, result.version, workflow)
     return result

@@ -59,6 +59,8 @@ class TaskItem:
     created_at: datetime
     due_at: datetime | None
     instance_version: int
+    claimed_at: datetime | None = None
+    assignee_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,14 +79,35 @@ def _item_query():
     assignee = aliased(User)
     cols = (TaskRow.id, TaskRow.instance_id, Instance.business_key, TaskRow.process_key, TaskRow.spec_id,
             TaskRow.name, TaskRow.role, TaskRow.stage, TaskRow.status, TaskRow.form, Instance.customer_name,
-            Instance.amount, assignee.username, TaskRow.created_at, TaskRow.due_at, Instance.version)
+            Instance.amount, assignee.username, TaskRow.created_at, TaskRow.due_at, Instance.version,
+            TaskRow.claimed_at, assignee.display_name)
     return select(*cols).join(Instance, Instance.id == TaskRow.instance_id).outerjoin(
         assignee, assignee.id == TaskRow.assignee_id)
 
 
-def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
-               stage: str | None = None, customer: str | None = None) -> Page:
-    """``mine``: assigned to me; ``roles``: unclaimed tasks of my roles; ``open``: open tasks of my roles."""
+SCOPES = ("mine", "roles", "team", "open")
+SORTS = {
+    "due": (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id),
+    "created": (TaskRow.created_at, TaskRow.id),
+    "-created": (TaskRow.created_at.desc(), TaskRow.id.desc()),
+    "amount": (Instance.amount.is_(None), Instance.amount, TaskRow.id),
+    "-amount": (Instance.amount.is_(None), Instance.amount.desc(), TaskRow.id),
+    "customer": (Instance.customer_name, TaskRow.id),
+}
+DUE_FILTERS = ("overdue", "today", "week", "none")
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    stage: str | None = None
+    customer: str | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    due: str | None = None  # overdue | today | week | none
+    sort: str = "due"
+
+
+def _scope_where(user: UserView, scope: str) -> list:
     where = [TaskRow.status == "open"]
     if scope == "mine":
         where.append(TaskRow.assignee_id == user.id)
@@ -92,20 +115,86 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
         where += [TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None)]
     elif scope == "open":
         where.append(TaskRow.role.in_(sorted(user.roles)))
+    elif scope == "team":
+        if not user.roles & SUPERVISORY_ROLES:
+            raise PermissionDenied("the team queue is for supervisors, managers and the director")
+        if "director" not in user.roles and user.team:
+            where.append(Instance.team == user.team)
     else:
         raise InvalidInput(f"unknown queue '{scope}'")
-    if stage:
-        where.append(TaskRow.stage == stage)
-    if customer:
-        where.append(Instance.customer_name.contains(customer, autoescape=True))
+    return where
+
+
+def _filter_where(rt: Runtime, f: QueueFilter) -> list:
+    where = []
+    if f.stage:
+        where.append(TaskRow.stage == f.stage)
+    if f.customer:
+        where.append(Instance.customer_name.contains(f.customer, autoescape=True))
+    if f.amount_min is not None:
+        where.append(Instance.amount >= f.amount_min)
+    if f.amount_max is not None:
+        where.append(Instance.amount <= f.amount_max)
+    if f.due:
+        now = rt.clock.now()
+        if f.due == "overdue":
+            where.append(TaskRow.due_at < now)
+        elif f.due in ("today", "week"):
+            end = _end_of_business_day(rt, now, 0 if f.due == "today" else 6)
+            where += [TaskRow.due_at.is_not(None), TaskRow.due_at <= end]
+        elif f.due == "none":
+            where.append(TaskRow.due_at.is_(None))
+        else:
+            raise InvalidInput(f"unknown due filter '{f.due}'", {"due": "must be overdue, today, week or none"})
+    if f.sort not in SORTS:
+        raise InvalidInput(f"unknown sort '{f.sort}'", {"sort": "must be one of " + ", ".join(SORTS)})
+    return where
+
+
+def _end_of_business_day(rt: Runtime, now: datetime, days_ahead: int) -> datetime:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    local = now.astimezone(ZoneInfo(rt.business_tz))
+    end = (local + timedelta(days=days_ahead)).replace(hour=23, minute=59, second=59, microsecond=0)
+    return end
+
+
+def _joined_count():
+    return select(func.count()).select_from(TaskRow).join(Instance, Instance.id == TaskRow.instance_id)
+
+
+def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
+               stage: str | None = None, customer: str | None = None, filters: QueueFilter | None = None) -> Page:
+    """``mine``: assigned to me; ``roles``: unclaimed tasks of my roles; ``open``: open tasks of my roles;
+    ``team``: every open task of my team's contracts (supervisory roles; the director sees all)."""
+    f = filters or QueueFilter(stage=stage, customer=customer)
+    where = _scope_where(user, scope) + _filter_where(rt, f)
     page, per_page = max(1, page), min(max(1, per_page), 200)
+    order = SORTS[f.sort]
+    if scope == "team" and f.sort == "due":  # overdue first, then by due date
+        order = SORTS["due"]
     with rt.read() as s:
-        total = s.scalar(select(func.count()).select_from(TaskRow).join(Instance, Instance.id == TaskRow.instance_id)
-                         .where(and_(*where)))
-        rows = s.execute(_item_query().where(and_(*where))
-                         .order_by(TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id)
+        total = s.scalar(_joined_count().where(and_(*where)))
+        rows = s.execute(_item_query().where(and_(*where)).order_by(*order)
                          .offset((page - 1) * per_page).limit(per_page)).all()
     return Page([TaskItem(*r) for r in rows], total or 0, page, per_page)
+
+
+def queue_counts(rt: Runtime, user: UserView) -> dict[str, int]:
+    """The numbers in the navigation: my tasks, my roles' unclaimed queue, overdue of mine, team."""
+    now = rt.clock.now()
+    counts: dict[str, int] = {}
+    with rt.read() as s:
+        counts["mine"] = s.scalar(select(func.count()).select_from(TaskRow).where(
+            TaskRow.status == "open", TaskRow.assignee_id == user.id)) or 0
+        counts["mine_overdue"] = s.scalar(select(func.count()).select_from(TaskRow).where(
+            TaskRow.status == "open", TaskRow.assignee_id == user.id, TaskRow.due_at < now)) or 0
+        counts["roles"] = s.scalar(select(func.count()).select_from(TaskRow).where(
+            TaskRow.status == "open", TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None))) or 0
+        if user.roles & SUPERVISORY_ROLES:
+            counts["team"] = s.scalar(_joined_count().where(and_(*_scope_where(user, "team")))) or 0
+    return counts
 
 
 def get_task(rt: Runtime, task_id: int) -> TaskItem:
@@ -220,6 +309,9 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id,
                      data={"from": previous, "to": target.username, "reason": reason.strip()})
         s.flush()
+        from .notifications import on_reassigned
+
+        on_reassigned(s, row, target.id, user.username, reason.strip(), now, business_tz=rt.business_tz)
         return get_task_in(s, task_id)
 
 
@@ -281,7 +373,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         done = conn.execute(sql.COMPLETE_TASK, {"task_id": row.id, "now": now, "user_id": user.id})
         if done.rowcount != 1:
             raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
-        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor_id=user.id)
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                      data={"form": cleaned, "changes": audit.changes(before, after)})

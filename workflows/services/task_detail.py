@@ -1,0 +1,116 @@
+"""Everything a task page shows, gathered in one call: the task, its form, instructions, the contract's
+data and history, and which actions the viewer may take. It deserializes one workflow (this contract's);
+queues never do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from models import AuditEvent, Instance, TaskRow
+
+from ..forms import to_form_values
+from ..runtime import Runtime
+from . import instances
+from .accounts import SUPERVISORY_ROLES, UserView, users_with_role
+from .deployments import package_for
+from .errors import PermissionDenied
+from .tasks import TaskItem, get_task
+
+OVERSIGHT_ROLES = SUPERVISORY_ROLES | {"compliance", "admin"}
+# decisions are never pre-filled from an earlier pass: an approver must choose again after a send-back
+_NOT_PREFILLED_SUFFIXES = ("_decision",)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    at: datetime
+    actor: str
+    role: str | None
+    action: str
+    spec_id: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class TaskDetail:
+    task: TaskItem
+    process_name: str
+    schema: dict[str, Any]
+    ui_schema: dict[str, Any]
+    values: dict[str, Any]
+    instructions: str | None
+    data: dict[str, Any]
+    history: list[HistoryEntry]
+    history_total: int
+    task_names: dict[str, str]
+    may_claim: bool = False
+    may_unclaim: bool = False
+    may_complete: bool = False
+    may_reassign: bool = False
+    candidates: list[UserView] = field(default_factory=list)
+
+
+def may_view_task(user: UserView, item: TaskItem, team: str | None) -> bool:
+    if item.role in user.roles or item.assignee == user.username:
+        return True
+    if "director" in user.roles or user.roles & {"compliance", "admin"}:
+        return True
+    return bool(user.roles & SUPERVISORY_ROLES) and (user.team is None or user.team == team)
+
+
+def recent_history(rt: Runtime, instance_id: int, limit: int = 50) -> tuple[list[HistoryEntry], int]:
+    with rt.read() as s:
+        rows = s.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.role, AuditEvent.action,
+                                AuditEvent.spec_id, AuditEvent.data)
+                         .where(AuditEvent.instance_id == instance_id)
+                         .order_by(AuditEvent.id.desc()).limit(limit)).all()
+        total = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.instance_id == instance_id))
+    return [HistoryEntry(*r) for r in rows], total or 0
+
+
+def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
+    item = get_task(rt, task_id)
+    with rt.read() as s:
+        team, deployment_id = s.execute(select(Instance.team, Instance.deployment_id)
+                                        .where(Instance.id == item.instance_id)).one()
+        completed_by = s.scalar(select(TaskRow.completed_by_id).where(TaskRow.id == task_id))
+    if not may_view_task(user, item, team) and completed_by != user.id:
+        raise PermissionDenied(f"task #{task_id} belongs to the role '{item.role}'")
+    package = package_for(rt, deployment_id)
+    info = package.user_task(item.process_key, item.spec_id)
+    schema = package.forms[item.form]
+    ui_schema = package.forms.get(info.ui_form, {}) if info.ui_form else {}
+    data = instances.instance_data(rt, item.instance_id)
+    values = {k: v for k, v in to_form_values(data).items()
+              if k in schema.get("properties", {}) and not k.endswith(_NOT_PREFILLED_SUFFIXES)}
+    history, total = recent_history(rt, item.instance_id)
+    names = {spec: t.name for p in package.processes.values() for spec, t in p.user_tasks.items()}
+    detail = TaskDetail(item, package.processes[item.process_key].name, schema, ui_schema, values, info.instructions,
+                        data, history, total, names)
+    is_open = item.status == "open"
+    holder = item.assignee == user.username
+    has_role = item.role in user.roles
+    detail.may_claim = is_open and item.assignee is None and has_role
+    detail.may_unclaim = is_open and holder
+    detail.may_complete = is_open and (holder or (item.assignee is None and has_role))
+    detail.may_reassign = is_open and (holder or (item.assignee is None and has_role)
+                                       or bool(user.roles & SUPERVISORY_ROLES))
+    if detail.may_reassign:
+        detail.candidates = [u for u in users_with_role(rt, item.role) if u.username != item.assignee]
+    return detail
+
+
+def form_schema(rt: Runtime, task_id: int) -> dict[str, Any]:
+    """Just the task's form schema (for parsing a submission before the service validates it)."""
+    with rt.read() as s:
+        row = s.execute(select(TaskRow.form, Instance.deployment_id).join(Instance, Instance.id == TaskRow.instance_id)
+                        .where(TaskRow.id == task_id)).first()
+    if row is None:
+        from .errors import NotFound
+
+        raise NotFound(f"no task #{task_id}")
+    return package_for(rt, row.deployment_id).forms[row.form]
