@@ -122,3 +122,28 @@ def empty_rt(databases, clock) -> Iterator[Runtime]:
 @pytest.fixture
 def users(rt):
     return {name: accounts.get_user(rt, name) for name, *_ in accounts.DEMO_USERS}
+
+
+@pytest.fixture
+def app(rt):
+    from webapp import TestConfig, create_app
+
+    return create_app(TestConfig, runtime=rt)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def login(app):
+    """``login("sup1")`` → a test client logged in as that demo user (CSRF tokens taken from the pages)."""
+    from .web import WebClient
+
+    def _login(username: str, password: str = accounts.DEMO_PASSWORD) -> WebClient:
+        web = WebClient(app.test_client())
+        web.login(username, password)
+        return web
+
+    return _login

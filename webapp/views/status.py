@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
+from flask_login import login_required
 from sqlalchemy import func, select, text
 
 from models import Deployment, Instance, TaskRow
@@ -14,7 +15,8 @@ def _rt():
     return current_app.extensions["lvyue"]
 
 
-@bp.get("/")
+@bp.get("/status")
+@login_required
 def index():
     page = max(1, request.args.get("page", 1, type=int))
     per_page = 20

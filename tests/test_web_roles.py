@@ -1,0 +1,96 @@
+"""Every route, every role: who may see and do what. A route added without a row here fails the last test.
+
+Each row names a request and, per demo user, the status it must get on a contract whose supervisor review
+is open and unclaimed (rep1 started it). Other test files cover what the allowed requests do."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.services import accounts
+
+from .flow import Flow, quote
+
+ALL = [name for name, *_ in accounts.DEMO_USERS]
+SUPERVISORY = {"sup1", "mgr1", "dir1"}
+OVERSIGHT = {"dir1", "audit1", "admin", "owner1"}
+
+
+@pytest.fixture
+def contract(rt):
+    flow = Flow(rt)
+    flow.act("prepare_quote", "rep1", quote())
+    review = flow.task("supervisor_review")
+    return {"key": flow.view().business_key, "task": review.id, "version": review.instance_version}
+
+
+def _expect(allowed: set[str], ok: int, denied: int) -> dict[str, int]:
+    return {name: ok if name in allowed else denied for name in ALL}
+
+
+# endpoint -> (method, path, data, expected status per user); {key}/{task} are filled from the fixture
+MATRIX: dict[str, tuple[str, str, dict, dict[str, int]]] = {
+    "queues.home": ("GET", "/", {}, _expect(set(ALL), 302, 302)),
+    "queues.index": ("GET", "/tasks?scope=team", {}, _expect(SUPERVISORY, 200, 403)),
+    "task.show": ("GET", "/tasks/{task}", {}, _expect({"sup1", "mgr1", "dir1", "audit1", "admin"}, 200, 403)),
+    "task.claim": ("POST", "/tasks/{task}/claim", {}, _expect({"sup1"}, 302, 403)),
+    "task.unclaim": ("POST", "/tasks/{task}/unclaim", {}, _expect(set(), 302, 409)),  # nobody holds it
+    "task.reassign": ("POST", "/tasks/{task}/reassign", {"to": "sup1", "reason": "cover"},
+                      _expect({"sup1", "mgr1", "dir1"}, 302, 403)),
+    "task.complete": ("POST", "/tasks/{task}/complete", {"f.supervisor_decision": "approve"},
+                      _expect({"sup1"}, 302, 403)),
+    "start.index": ("GET", "/start", {}, _expect(set(ALL), 200, 200)),
+    "start.start": ("POST", "/start/quote_to_cash", {}, _expect({"rep1", "rep2"}, 302, 403)),
+    "contracts.index": ("GET", "/contracts", {}, _expect(set(ALL), 200, 200)),
+    "contracts.show": ("GET", "/contracts/{key}", {},
+                       _expect({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200, 403)),
+    "inbox.index": ("GET", "/inbox", {}, _expect(set(ALL), 200, 200)),
+    "inbox.read": ("POST", "/inbox/read", {}, _expect(set(ALL), 302, 302)),
+    "status.index": ("GET", "/status", {}, _expect(set(ALL), 200, 200)),
+    "status.healthz": ("GET", "/healthz", {}, _expect(set(ALL), 200, 200)),
+    "auth.login": ("GET", "/login", {}, _expect(set(ALL), 302, 302)),  # logged in: sent to the queue
+    "auth.language": ("POST", "/language", {"lang": "en"}, _expect(set(ALL), 302, 302)),
+    "auth.logout": ("POST", "/logout", {}, _expect(set(ALL), 302, 302)),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(MATRIX))
+def test_route_by_role(endpoint, rt, login, contract):
+    method, path, data, expected = MATRIX[endpoint]
+    path = path.format(**contract)
+    if method == "POST" and endpoint == "task.complete":
+        data = dict(data, version=contract["version"])
+    # the refused users first: an allowed completion ends the task for everyone after it
+    for username in sorted(ALL, key=lambda name: expected[name] < 400):
+        web = login(username)
+        response = web.get(path) if method == "GET" else web.post(path, data, page="/status")
+        assert response.status_code == expected[username], (endpoint, username, response.status_code,
+                                                            response.get_data(as_text=True)[:300])
+        if method == "POST" and response.status_code < 400 and endpoint.startswith("task."):
+            # an allowed action changed the task: later users must see the same starting point
+            _reset(rt, contract)
+
+
+def _reset(rt, contract):
+    from sqlalchemy import update
+
+    from models import TaskRow
+
+    with rt.write() as s:
+        s.execute(update(TaskRow).where(TaskRow.id == contract["task"]).values(assignee_id=None, claimed_at=None))
+
+
+def test_every_route_is_in_the_matrix(app):
+    extra = {"static"} | set(EXTRA_ROLE_TESTS)
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()} - extra
+    missing = endpoints - set(MATRIX)
+    assert not missing, f"routes without a role test: {sorted(missing)}"
+
+
+# endpoints whose role tests live in their own files (API tokens, admin, inbox)
+EXTRA_ROLE_TESTS: dict[str, str] = {
+    "admin.users": "test_web_admin.py", "admin.new_user": "test_web_admin.py", "admin.user": "test_web_admin.py",
+    "api.list_tasks": "test_api.py", "api.get_task": "test_api.py", "api.claim": "test_api.py",
+    "api.complete": "test_api.py", "api.start": "test_api.py", "api.get_instance": "test_api.py",
+    "api.openapi": "test_api.py",
+}

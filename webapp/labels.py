@@ -1,0 +1,54 @@
+"""Display names for codes the engine stores (roles, stages, audit actions), in the current language."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from workflows.services.accounts import ROLES
+
+from .i18n import get_language
+from .i18n import gettext as _
+
+_ROLE_NAMES = {code: (en, zh) for code, en, zh in ROLES}
+
+
+def N_(message: str) -> str:  # noqa: N802 - marks a message for extraction; translated where shown
+    return message
+
+
+# msgids, so the extractor and the catalog test see them
+_STAGES = {
+    "quote": N_("Quote"), "approval": N_("Approval"), "contract": N_("Contract"), "delivery": N_("Delivery"),
+    "collection": N_("Collection"), "after_sales": N_("After-sales"), "done": N_("Done"),
+}
+_ACTIONS = {
+    "start": N_("started"), "claim": N_("claimed"), "unclaim": N_("released"), "reassign": N_("reassigned"),
+    "complete": N_("completed"), "cancel": N_("cancelled"), "timer": N_("timer fired"),
+    "escalation": N_("escalated"), "timer_error": N_("timer failed"),
+}
+_STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
+             "error": N_("error")}
+
+
+def role_label(code: str) -> str:
+    en, zh = _ROLE_NAMES.get(code, (code, code))
+    return zh if get_language() == "zh-CN" else en
+
+
+def stage_label(stage: str | None) -> str:
+    return _(_STAGES[stage]) if stage in _STAGES else (stage or "")
+
+
+def action_label(action: str) -> str:
+    return _(_ACTIONS[action]) if action in _ACTIONS else action
+
+
+def status_label(status: str) -> str:
+    return _(_STATUSES[status]) if status in _STATUSES else status
+
+
+def init_app(app: Flask) -> None:
+    @app.context_processor
+    def _labels():
+        return {"role_label": role_label, "stage_label": stage_label, "action_label": action_label,
+                "status_label": status_label, "url_endpoints": current_app.view_functions}

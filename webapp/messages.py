@@ -1,0 +1,61 @@
+"""Simplified Chinese for the messages the service layer raises.
+
+Services speak English sentences with names in them (the CLI and the API use them as they are). The web
+pages show them in the user's language: each pattern below matches one sentence form and rebuilds it
+in Chinese with the same names. A message without a pattern is shown as it is.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in [
+    (r"^'(?P<task>.+)' was already completed by (?P<user>\S+) \((?P<when>[^)]*)\)$",
+     "「{task}」已由 {user} 完成（{when}）"),
+    (r"^'(?P<task>.+)' is no longer open \(it was (?P<status>\w+)\)$", "「{task}」已不再待办（状态：{status}）"),
+    (r"^'(?P<task>.+)' is claimed by (?P<user>\S+)$", "「{task}」已被 {user} 认领"),
+    (r"^'(?P<task>.+)' is not claimed by (?P<user>\S+)$", "「{task}」不在 {user} 名下"),
+    (r"^'(?P<task>.+)' is work for the role '(?P<role>[^']+)', which (?P<user>\S+) does not have$",
+     "「{task}」属于角色「{role}」，{user} 没有该角色"),
+    (r"^this contract changed since you opened '(?P<task>.+)' \(version (?P<a>\d+), now (?P<b>\d+)\); "
+     r"reload it — what you typed is kept$",
+     "打开「{task}」后合同已有变化（版本 {a}，现为 {b}）；请刷新页面——您填写的内容已保留"),
+    (r"^'(?P<task>.+)' was completed by someone else a moment ago$", "「{task}」刚刚已被他人完成"),
+    (r"^'(?P<task>.+)' is not ready any more; reload the contract$", "「{task}」已不可办理，请刷新合同"),
+    (r"^someone else changed this contract at the same moment; reload and try again$",
+     "他人同时修改了该合同，请刷新后重试"),
+    (r"^four eyes: (?P<user>\S+) completed '(?P<done>.+)' on this contract, so someone else must do '(?P<task>.+)'$",
+     "四眼原则：{user} 已在本合同中完成「{done}」，「{task}」须由他人办理"),
+    (r"^only the holder of '(?P<task>.+)' or a supervisor may reassign it$", "只有「{task}」的办理人或主管可以转办"),
+    (r"^a reason is required$", "请填写原因"),
+    (r"^no such user$", "没有该用户"),
+    (r"^wrong role$", "角色不符"),
+    (r"^no active user '(?P<user>[^']*)'$", "没有启用的用户「{user}」"),
+    (r"^(?P<user>\S+) does not have the role '(?P<role>[^']+)'$", "{user} 没有角色「{role}」"),
+    (r"^the form '(?P<task>.+)' has errors$", "表单「{task}」有错误"),
+    (r"^the start form has errors$", "发起表单有错误"),
+    (r"^starting '(?P<process>.+)' needs one of the roles: (?P<roles>.+)$",
+     "发起「{process}」需要以下角色之一：{roles}"),
+    (r"^unknown queue '(?P<v>[^']*)'$", "未知的任务列表「{v}」"),
+    (r"^task #(?P<id>\d+) belongs to the role '(?P<role>[^']+)'$", "任务 #{id} 属于角色「{role}」"),
+    (r"^(?P<user>\S+) has no part in (?P<key>\S+)$", "{user} 与 {key} 无关"),
+    (r"^no contract '(?P<key>[^']*)'$", "没有合同「{key}」"),
+    (r"^no instance '(?P<key>[^']*)'$", "没有流程实例「{key}」"),
+    (r"^no task #(?P<id>\d+)$", "没有任务 #{id}"),
+    (r"^the team queue is for supervisors, managers and the director$", "团队视图仅供销售主管、经理和总监使用"),
+    (r"^no contract with the key '(?P<key>[^']*)'$", "没有编号为「{key}」的合同"),
+    (r"^'(?P<key>[^']*)' is not an amount$", "「{key}」不是有效金额"),
+    (r"^unknown due filter '(?P<v>[^']*)'$", "未知的到期筛选「{v}」"),
+    (r"^unknown sort '(?P<v>[^']*)'$", "未知的排序方式「{v}」"),
+    (r"^must be overdue, today, week or none$", "须为：已逾期、今天、本周或无"),
+]]
+
+
+def localize_message(message: str, lang: str) -> str:
+    if lang != "zh-CN" or not message:
+        return message
+    for pattern, template in _PATTERNS:
+        found = pattern.match(message)
+        if found:
+            return template.format(**found.groupdict())
+    return message

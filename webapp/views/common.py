@@ -1,0 +1,41 @@
+"""Small helpers every blueprint uses: the runtime, the current user's service view, safe redirects."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import current_app, request
+from flask_login import current_user
+
+from workflows.runtime import Runtime
+from workflows.services.accounts import UserView
+
+
+def rt() -> Runtime:
+    return current_app.extensions["lvyue"]
+
+
+def me() -> UserView:
+    return current_user.view
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only same-site relative paths: an open redirect would let a phishing link borrow our login page."""
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    return target
+
+
+def page_arg() -> int:
+    return max(1, min(request.args.get("page", 1, type=int) or 1, 100_000))
+
+
+def say(message: str) -> str:
+    """A service message in the page's language."""
+    from ..i18n import get_language
+    from ..messages import localize_message
+
+    return localize_message(message, get_language())

@@ -1,0 +1,60 @@
+"""Task queues: mine, my roles' unclaimed work, and the team view for supervisors, managers and the director."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from workflows.services import tasks
+from workflows.services.errors import InvalidInput
+
+from .common import me, page_arg, rt
+
+bp = Blueprint("queues", __name__)
+
+
+def _money_arg(name: str) -> Decimal | None:
+    raw = (request.args.get(name) or "").replace(",", "").strip()
+    if not raw:
+        return None
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        raise InvalidInput(f"'{raw}' is not an amount", {name: "must be an amount"}) from None
+
+
+@bp.get("/")
+def home():
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("queues.index"))
+
+
+@bp.get("/tasks")
+@login_required
+def index():
+    scope = request.args.get("scope", "mine")
+    if scope not in ("mine", "roles", "team"):
+        abort(404)
+    filters = tasks.QueueFilter(stage=request.args.get("stage") or None,
+                                customer=(request.args.get("customer") or "").strip()[:100] or None,
+                                amount_min=_money_arg("amount_min"), amount_max=_money_arg("amount_max"),
+                                due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
+    page = tasks.list_tasks(rt(), me(), scope, page=page_arg(), per_page=20, filters=filters)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("queues.html", scope=scope, page=page, filters=filters, args=args,
+                           now=rt().clock.now(), sorts=list(tasks.SORTS), stages=STAGES)
+
+
+STAGES = ["quote", "approval", "contract", "delivery", "collection", "after_sales"]
+
+
+@bp.app_context_processor
+def nav_counts():
+    if not current_user.is_authenticated:
+        return {}
+    if "nav_counts" not in g:
+        g.nav_counts = tasks.queue_counts(rt(), me())
+    return {"nav_counts": g.nav_counts}

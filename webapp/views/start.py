@@ -1,0 +1,61 @@
+"""Start pages: a rep starts a new quote; anyone permitted starts a complaint against a contract."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from workflows.services import deployments, instances, tasks
+from workflows.services.errors import InvalidInput
+
+from .. import formrender
+from ..i18n import get_language
+from ..i18n import gettext as _
+from .common import me, rt
+
+bp = Blueprint("start", __name__)
+
+
+def _option(process_key: str) -> deployments.StartOption:
+    for option in deployments.startable(rt(), me()):
+        if option.process_key == process_key:
+            return option
+    abort(403)
+
+
+def _render(options, chosen: str | None = None, values=None, errors=None, problem=None, status=200):
+    lang = get_language()
+    forms = {o.process_key: formrender.build_form(
+        o.schema, o.ui_schema, values if o.process_key == chosen else (request.args.to_dict() or None),
+        {k: formrender.localize_error(v, lang) for k, v in (errors or {}).items()} if o.process_key == chosen else {},
+        lang) for o in options if o.schema}
+    return render_template("start.html", options=options, forms=forms, chosen=chosen, problem=problem), status
+
+
+@bp.get("/start")
+@login_required
+def index():
+    return _render(deployments.startable(rt(), me()), chosen=request.args.get("process"))
+
+
+@bp.post("/start/<process_key>")
+@login_required
+def start(process_key: str):
+    option = _option(process_key)
+    data = {}
+    if option.schema:
+        try:
+            data = formrender.parse_form(option.schema, request.form)
+        except ValueError as err:
+            return _render(deployments.startable(rt(), me()), process_key, problem=str(err), status=422)
+    try:
+        started = instances.start_instance(rt(), process_key, me(), data, claim_first=True)
+    except InvalidInput as err:
+        return _render(deployments.startable(rt(), me()), process_key, values=data,
+                       errors=err.errors or {"": err.message},
+                       problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
+    flash(_("Started %(key)s.", key=started.business_key), "ok")
+    for task_id in started.open_task_ids:  # the starter does the first step when it is theirs
+        if tasks.get_task(rt(), task_id).assignee == me().username:
+            return redirect(url_for("task.show", task_id=task_id))
+    return redirect(url_for("contracts.show", key=started.business_key))

@@ -1,0 +1,95 @@
+"""The task page and the four actions on a task: claim, unclaim, reassign, complete.
+
+A failed completion (invalid form, stale version, someone else acted) renders the page again with
+everything the user typed and the reason, never a blank form.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+
+from workflows.services import task_detail, tasks
+from workflows.services.errors import Conflict, InvalidInput, PermissionDenied
+
+from .. import formrender
+from ..i18n import get_language
+from ..i18n import gettext as _
+from .common import me, rt, say
+
+bp = Blueprint("task", __name__)
+
+
+def _render(task_id: int, values: dict | None = None, errors: dict | None = None, problem: str | None = None,
+            status: int = 200):
+    detail = task_detail.task_detail(rt(), task_id, me())
+    lang = get_language()
+    shown_errors = {k: formrender.localize_error(v, lang) for k, v in (errors or {}).items()}
+    form = formrender.build_form(detail.schema, detail.ui_schema, detail.values if values is None else values,
+                                 shown_errors, lang)
+    instructions = formrender.render_instructions(detail.instructions, detail.data) if detail.instructions else None
+    return render_template("task.html", d=detail, t=detail.task, form=form, instructions=instructions,
+                           problem=problem, now=rt().clock.now()), status
+
+
+@bp.get("/tasks/<int:task_id>")
+@login_required
+def show(task_id: int):
+    return _render(task_id)
+
+
+@bp.post("/tasks/<int:task_id>/claim")
+@login_required
+def claim(task_id: int):
+    tasks.claim(rt(), task_id, me())
+    flash(_("You hold this task now."), "ok")
+    return redirect(url_for("task.show", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/unclaim")
+@login_required
+def unclaim(task_id: int):
+    tasks.unclaim(rt(), task_id, me())
+    flash(_("The task is back in its role's queue."), "ok")
+    return redirect(url_for("queues.index", scope="roles"))
+
+
+@bp.post("/tasks/<int:task_id>/reassign")
+@login_required
+def reassign(task_id: int):
+    to = request.form.get("to", "").strip()
+    try:
+        item = tasks.reassign(rt(), task_id, me(), to, request.form.get("reason", ""))
+    except InvalidInput as err:
+        return _render(task_id, problem=say(err.message) + ": " + "; ".join(say(m) for m in err.errors.values()),
+                       status=422)
+    flash(_("Reassigned to %(name)s.", name=item.assignee_name or to), "ok")
+    return redirect(url_for("task.show", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/complete")
+@login_required
+def complete(task_id: int):
+    detail_schema = task_detail.form_schema(rt(), task_id)
+    try:
+        data = formrender.parse_form(detail_schema, request.form)
+    except ValueError as err:
+        return _render(task_id, problem=str(err), status=422)
+    version = request.form.get("version", type=int)
+    try:
+        done = tasks.complete(rt(), task_id, me(), data, expected_version=version)
+    except InvalidInput as err:
+        return _render(task_id, values=data, errors=err.errors or {"": err.message},
+                       problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
+    except (Conflict, PermissionDenied) as err:
+        return _render(task_id, values=data, problem=say(err.message), status=err.status)
+    flash(_("Done. The contract moved on."), "ok")
+    mine_next = [t for t in done.new_task_ids if _may_continue(t)]
+    if mine_next:
+        return redirect(url_for("task.show", task_id=mine_next[0]))
+    return redirect(url_for("queues.index"))
+
+
+def _may_continue(task_id: int) -> bool:
+    item = tasks.get_task(rt(), task_id)
+    return item.role in me().roles and item.assignee in (None, me().username)
