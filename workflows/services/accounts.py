@@ -1,16 +1,23 @@
-"""Users and roles: creation, lookup, and the demo accounts ``lvyue init-db`` creates."""
+"""Users and roles: creation, lookup, password login with its rate limit, the demo accounts ``lvyue init-db``
+creates, and the administration of accounts (the admin pages and the shell)."""
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from models import Role, User, UserRole
+from models import LoginAttempt, Role, User, UserRole
 
 from ..runtime import Runtime
-from .errors import InvalidInput, NotFound
+from . import audit
+from .errors import InvalidInput, NotFound, PermissionDenied
+from .paging import Page
 
 # (code, English, 中文); the first eight are lanes of the processes
 ROLES: list[tuple[str, str, str]] = [
@@ -134,12 +141,6 @@ def login(rt: Runtime, username: str, password: str, remote_addr: str | None,
           policy: LoginPolicy = LoginPolicy()) -> UserView | None:
     """Check a password login, counting failures per user name and per address (across web workers).
     Raises ``RateLimited`` before checking the password once either limit is reached."""
-    from datetime import timedelta
-
-    from sqlalchemy import func, insert
-
-    from models import LoginAttempt
-
     username = (username or "").strip()[:80]
     now = rt.clock.now()
     since = now - timedelta(seconds=policy.window_seconds)
@@ -187,16 +188,6 @@ def users_with_role(rt: Runtime, role: str) -> list[UserView]:
 
 
 # --- Administration: list, create and edit accounts (the admin pages and the shell) ---------------------
-# Appended section; its imports live here so the module head stays untouched.
-import re  # noqa: E402
-import secrets  # noqa: E402
-from datetime import datetime  # noqa: E402
-
-from sqlalchemy import func, or_  # noqa: E402
-from sqlalchemy.exc import IntegrityError  # noqa: E402
-
-from . import audit  # noqa: E402
-from .errors import PermissionDenied  # noqa: E402
 
 LANGUAGE_CODES = ("zh-CN", "en")
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{1,79}")
@@ -217,17 +208,6 @@ class UserRecord:
     roles: tuple[str, ...]
     created_at: datetime
 
-
-@dataclass(frozen=True)
-class UserPage:
-    items: list[UserRecord]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 def _record(user: User) -> UserRecord:
@@ -263,7 +243,7 @@ def _check_profile(errors: dict[str, str], roles: list[str], display_name: str |
         errors["email"] = "not an e-mail address"
 
 
-def list_users(rt: Runtime, page: int = 1, per_page: int = 20, q: str | None = None) -> UserPage:
+def list_users(rt: Runtime, page: int = 1, per_page: int = 20, q: str | None = None) -> Page[UserRecord]:
     """Accounts by user name; ``q`` matches user name, display name, e-mail or team."""
     page, per_page = max(1, page), min(max(1, per_page), 200)
     where = []
@@ -276,7 +256,7 @@ def list_users(rt: Runtime, page: int = 1, per_page: int = 20, q: str | None = N
         total = s.scalar(select(func.count()).select_from(User).where(*where)) or 0
         users = s.scalars(select(User).where(*where).order_by(User.username)
                           .offset((page - 1) * per_page).limit(per_page)).all()
-        return UserPage([_record(u) for u in users], total, page, per_page)
+        return Page([_record(u) for u in users], total, page, per_page)
 
 
 def get_user_record(rt: Runtime, user_id: int) -> UserRecord:

@@ -14,6 +14,7 @@ from . import instances
 from .accounts import SUPERVISORY_ROLES, UserView
 from .deployments import package_for
 from .errors import NotFound, PermissionDenied
+from .paging import Page
 from .task_detail import HistoryEntry
 from .tasks import TaskItem, open_tasks_of_instance
 
@@ -88,20 +89,9 @@ class ContractRow:
     end_event: str | None
 
 
-@dataclass(frozen=True)
-class ContractPage:
-    items: list[ContractRow]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
 
 def list_contracts(rt: Runtime, user: UserView, page: int = 1, per_page: int = 20, q: str | None = None,
-                   status: str | None = None) -> ContractPage:
+                   status: str | None = None) -> Page[ContractRow]:
     """Contracts the user may see: all for oversight roles, the team's for supervisors, else those they
     started or acted on. Newest activity first; searched by key or customer."""
     where = []
@@ -125,4 +115,4 @@ def list_contracts(rt: Runtime, user: UserView, page: int = 1, per_page: int = 2
                                 Instance.end_event).where(*where)
                          .order_by(Instance.updated_at.desc(), Instance.id.desc())
                          .offset((page - 1) * per_page).limit(per_page)).all()
-    return ContractPage([ContractRow(*r) for r in rows], total, page, per_page)
+    return Page([ContractRow(*r) for r in rows], total, page, per_page)

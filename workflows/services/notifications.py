@@ -25,6 +25,7 @@ from models import Instance, Notification, OutboxEmail, TaskRow, User, UserRole
 
 from ..runtime import Runtime
 from .accounts import ROLES
+from .paging import Page
 
 KINDS = ("task_arrived", "escalation", "task_reassigned")
 LANGUAGES = ("zh-CN", "en")
@@ -256,17 +257,6 @@ class InboxItem:
         return self.read_at is None
 
 
-@dataclass(frozen=True)
-class Page:
-    items: list[InboxItem]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
 
 def _mine(user_id: int, unread_only: bool = False) -> list:
     where = [Notification.user_id == user_id]
@@ -275,7 +265,7 @@ def _mine(user_id: int, unread_only: bool = False) -> list:
     return where
 
 
-def inbox(rt: Runtime, user_id: int, page: int = 1, per_page: int = 20, unread_only: bool = False) -> Page:
+def inbox(rt: Runtime, user_id: int, page: int = 1, per_page: int = 20, unread_only: bool = False) -> Page[InboxItem]:
     """The user's notifications, newest first."""
     page, per_page = max(1, page), min(max(1, per_page), 200)
     where = _mine(user_id, unread_only)

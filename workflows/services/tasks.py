@@ -38,6 +38,7 @@ from .errors import (
     ProcessError,
     RaceLost,
 )
+from .paging import Page
 from .progress import LiveInstance, describe_engine_error, has_timers, load_workflow, persist_step
 
 
@@ -62,17 +63,6 @@ class TaskItem:
     claimed_at: datetime | None = None
     assignee_name: str | None = None
 
-
-@dataclass(frozen=True)
-class Page:
-    items: list[TaskItem]
-    total: int
-    page: int
-    per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 def _item_query():
@@ -165,7 +155,8 @@ def _joined_count():
 
 
 def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
-               stage: str | None = None, customer: str | None = None, filters: QueueFilter | None = None) -> Page:
+               stage: str | None = None, customer: str | None = None,
+               filters: QueueFilter | None = None) -> Page[TaskItem]:
     """``mine``: assigned to me; ``roles``: unclaimed tasks of my roles; ``open``: open tasks of my roles;
     ``team``: every open task of my team's contracts (supervisory roles; the director sees all)."""
     f = filters or QueueFilter(stage=stage, customer=customer)
