@@ -257,3 +257,14 @@ def test_a_late_escalation_does_not_relabel_a_fulfilled_contract(rt, clock):
     assert view.status == "completed"
     assert view.end_event == "end_fulfilled"
     assert {"end_fulfilled", "end_escalation_handled"} <= set(view.path)
+
+
+def test_the_data_of_a_contract_waiting_for_a_payment_date_is_all_there(rt):
+    """While collection waits on an installment timer, a join gateway also waits and holds no data: the
+    contract's data must come from the timer's branch, not from the empty gateway."""
+    flow = Flow(rt)
+    flow.to_collection()
+    assert not flow.open_specs()  # only timers wait
+    data = flow.data()
+    assert data["customer_name"] == "华东机械 East China Machinery"
+    assert len(data["payment_plan"]) == 2
