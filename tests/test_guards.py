@@ -249,6 +249,8 @@ def test_four_eyes_survives_a_send_back_round(rt):
     flow = Flow(rt, starter="dual_sup")
     flow.act("prepare_quote", "dual_sup", quote())
     flow.act("supervisor_review", "sup1", {"supervisor_decision": "send_back", "supervisor_comment": "redo"})
+    # the rework comes back to dual_sup, who hands it to a colleague
+    tasks.reassign(rt, flow.task("prepare_quote").id, flow.user("dual_sup"), "rep1", "on leave")
     flow.act("prepare_quote", "rep1", quote(discount_pct=1))
     task = flow.task("supervisor_review")
     with pytest.raises(FourEyesViolation):

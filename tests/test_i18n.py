@@ -52,11 +52,11 @@ def test_service_messages_read_in_chinese():
     from webapp.messages import localize_message
 
     samples = {
-        "'Supervisor review / 主管审核' was already completed by sup1 (2026-11-23T02:00:00+00:00)":
-            "「Supervisor review / 主管审核」已由 sup1 完成（2026-11-23T02:00:00+00:00）",
+        "'Supervisor review / 主管审核' was already completed by sup1 (2026-11-23 02:00 UTC)":
+            "「主管审核」已由 sup1 完成（2026-11-23 02:00 UTC）",  # the Chinese half of the BPMN name
         "'Legal review' is claimed by legal1": "「Legal review」已被 legal1 认领",
-        "this contract changed since you opened 'Finance review' (version 4, now 5); reload it — what you typed "
-        "is kept": "打开「Finance review」后合同已有变化（版本 4，现为 5）；请刷新页面——您填写的内容已保留",
+        "this contract changed since you opened 'Finance review' (version 4, now 5); check it and submit again":
+            "打开「Finance review」后，合同已被他人推进；请核对后再次提交",
         "rep2 does not have the role 'supervisor'": "rep2 没有角色「supervisor」",
     }
     for english, chinese in samples.items():

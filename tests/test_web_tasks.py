@@ -102,7 +102,7 @@ def test_stale_submit_after_parallel_review(login, rt):
     response = fin.post(f"/tasks/{finance_task}/complete", typed, page=f"/tasks/{finance_task}")
     body = response.get_data(as_text=True)
     assert response.status_code == 409, body[:2000]
-    assert "后合同已有变化" in body and "财务意见保留" in body
+    assert "合同已被他人推进" in body and "财务意见保留" in body
     assert _task_id(rt, "finance_review") == finance_task
 
 
@@ -216,7 +216,10 @@ def test_complaint_start_form_validates_and_links_the_contract(login, rt):
     assert good.status_code == 302
     complaint = instances.get_instance(rt, "C-2026-00001")
     assert complaint.process_key == "complaint"
-    assert "C-2026-00001" in svc.text(f"/contracts/{key}")  # listed as related on the contract
+    page = svc.text(f"/contracts/{key}")
+    assert "C-2026-00001" in page  # listed as related on the contract
+    link = re.search(r'href="(/start\?process=complaint[^"#]*)', page).group(1).replace("&amp;", "&")
+    assert f'value="{key}"' in svc.text(link)  # the complaint form comes pre-filled with the contract
 
 
 def test_a_rep_cannot_start_what_their_roles_do_not_allow(login):
@@ -249,3 +252,21 @@ def test_starting_a_quote_claims_it_for_the_starter_and_tells_nobody_else(login,
         actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.instance_id.is_not(None))
                                  .order_by(AuditEvent.id)))
     assert actions == ["start", "claim"]
+
+
+def test_a_sent_back_quote_goes_back_to_the_rep_who_wrote_it(login, rt):
+    from workflows.services import notifications
+
+    flow = Flow(rt, starter="rep2")
+    flow.act("prepare_quote", "rep2", quote())
+    rep1 = accounts.get_user(rt, "rep1")
+    before = notifications.unread_count(rt, rep1.id)
+    flow.act("supervisor_review", "sup1", {"supervisor_decision": "send_back", "supervisor_comment": "单价再核对"})
+    rework = flow.task("prepare_quote")
+    assert rework.assignee == "rep2"  # not back in the queue where rep1 could take it
+    rep2 = accounts.get_user(rt, "rep2")
+    latest = notifications.inbox(rt, rep2.id).items[0]
+    assert (latest.kind, latest.task_id, latest.params["by"]) == ("task_reassigned", rework.id, "sup1")
+    assert notifications.unread_count(rt, rep1.id) == before  # the other rep is not told
+    page = login("rep2").text(f"/tasks/{rework.id}")
+    assert "单价再核对" in page and "退回修改" in page

@@ -99,7 +99,8 @@ def fmt_money(value) -> str:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
-    return format_currency(amount, "CNY", locale=babel_locale())
+    # Babel writes "CN¥" in English; people here read "¥" as the yuan in either language
+    return format_currency(amount, "CNY", locale=babel_locale()).replace("CN¥", "¥")
 
 
 def fmt_number(value) -> str:

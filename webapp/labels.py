@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
+from workflows.bilingual import name_in
 from workflows.services.accounts import ROLES
 
 from .i18n import get_language
@@ -47,8 +48,26 @@ def status_label(status: str) -> str:
     return _(_STATUSES[status]) if status in _STATUSES else status
 
 
+def bilingual(name: str | None) -> str:
+    """A BPMN name written "English / 中文", in the current language."""
+    return name_in(name, get_language())
+
+
+_RISKS = {"low": N_("Low"), "medium": N_("Medium"), "high": N_("High")}
+
+
+def risk_label(value: str | None) -> str:
+    return _(_RISKS[value]) if value in _RISKS else (value or "")
+
+
+def actor_label(actor: str) -> str:
+    return _("System") if actor in ("worker", "system", "web-worker") else actor
+
+
 def init_app(app: Flask) -> None:
+    app.jinja_env.filters["bi"] = bilingual
     @app.context_processor
     def _labels():
         return {"role_label": role_label, "stage_label": stage_label, "action_label": action_label,
-                "status_label": status_label, "url_endpoints": current_app.view_functions}
+                "status_label": status_label, "risk_label": risk_label, "actor_label": actor_label,
+                "url_endpoints": current_app.view_functions}

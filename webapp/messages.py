@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import re
 
+from workflows.bilingual import name_in
+
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in [
-    (r"^'(?P<task>.+)' was already completed by (?P<user>\S+) \((?P<when>[^)]*)\)$",
-     "「{task}」已由 {user} 完成（{when}）"),
+    (r"^'(?P<task>.+)' was already completed by (?P<user>\S+) \((?P<when>[^)]*?)(?: UTC)?\)$",
+     "「{task}」已由 {user} 完成（{when} UTC）"),
     (r"^'(?P<task>.+)' is no longer open \(it was (?P<status>\w+)\)$", "「{task}」已不再待办（状态：{status}）"),
     (r"^'(?P<task>.+)' is claimed by (?P<user>\S+)$", "「{task}」已被 {user} 认领"),
     (r"^'(?P<task>.+)' is not claimed by (?P<user>\S+)$", "「{task}」不在 {user} 名下"),
     (r"^'(?P<task>.+)' is work for the role '(?P<role>[^']+)', which (?P<user>\S+) does not have$",
      "「{task}」属于角色「{role}」，{user} 没有该角色"),
     (r"^this contract changed since you opened '(?P<task>.+)' \(version (?P<a>\d+), now (?P<b>\d+)\); "
-     r"reload it — what you typed is kept$",
-     "打开「{task}」后合同已有变化（版本 {a}，现为 {b}）；请刷新页面——您填写的内容已保留"),
+     r"check it and submit again$",
+     "打开「{task}」后，合同已被他人推进；请核对后再次提交"),
     (r"^'(?P<task>.+)' was completed by someone else a moment ago$", "「{task}」刚刚已被他人完成"),
     (r"^'(?P<task>.+)' is not ready any more; reload the contract$", "「{task}」已不可办理，请刷新合同"),
     (r"^someone else changed this contract at the same moment; reload and try again$",
@@ -57,5 +59,7 @@ def localize_message(message: str, lang: str) -> str:
     for pattern, template in _PATTERNS:
         found = pattern.match(message)
         if found:
-            return template.format(**found.groupdict())
+            values = {k: name_in(v, lang) if k in ("task", "done", "process") else v
+                      for k, v in found.groupdict().items()}
+            return template.format(**values)
     return message

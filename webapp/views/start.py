@@ -11,7 +11,7 @@ from workflows.services.errors import InvalidInput
 from .. import formrender
 from ..i18n import get_language
 from ..i18n import gettext as _
-from .common import me, rt
+from .common import me, rt, say
 
 bp = Blueprint("start", __name__)
 
@@ -24,11 +24,17 @@ def _option(process_key: str) -> deployments.StartOption:
 
 
 def _render(options, chosen: str | None = None, values=None, errors=None, problem=None, status=200):
+    """The start page. The chosen form shows what was typed and its errors; the others may be pre-filled
+    from the query string (the contract page links to a complaint with its key filled in)."""
     lang = get_language()
-    forms = {o.process_key: formrender.build_form(
-        o.schema, o.ui_schema, values if o.process_key == chosen else (request.args.to_dict() or None),
-        {k: formrender.localize_error(v, lang) for k, v in (errors or {}).items()} if o.process_key == chosen else {},
-        lang) for o in options if o.schema}
+    shown = {k: formrender.localize_error(say(v), lang) for k, v in (errors or {}).items()}
+    prefill = request.args.to_dict() or None
+    forms = {}
+    for o in options:
+        if o.schema:
+            mine = o.process_key == chosen
+            typed = values if mine and values is not None else prefill
+            forms[o.process_key] = formrender.build_form(o.schema, o.ui_schema, typed, shown if mine else {}, lang)
     return render_template("start.html", options=options, forms=forms, chosen=chosen, problem=problem), status
 
 
@@ -47,7 +53,7 @@ def start(process_key: str):
         try:
             data = formrender.parse_form(option.schema, request.form)
         except ValueError as err:
-            return _render(deployments.startable(rt(), me()), process_key, problem=str(err), status=422)
+            return _render(deployments.startable(rt(), me()), process_key, problem=say(str(err)), status=422)
     try:
         started = instances.start_instance(rt(), process_key, me(), data, claim_first=True)
     except InvalidInput as err:

@@ -117,6 +117,20 @@ class ProcessPackage:
     def user_task(self, process_id: str, spec_id: str) -> UserTaskInfo:
         return self.processes[process_id].user_tasks[spec_id]
 
+    @property
+    def node_names(self) -> dict[str, str]:
+        """The BPMN name of every named element (tasks, events, gateways), by id: for paths and histories."""
+        names = self.__dict__.get("_node_names")
+        if names is None:
+            names = {}
+            for spec in [self.spec, *self.subprocess_specs.values()]:
+                for task_spec in spec.task_specs.values():
+                    bpmn_id, bpmn_name = getattr(task_spec, "bpmn_id", None), getattr(task_spec, "bpmn_name", None)
+                    if bpmn_id and bpmn_name:
+                        names.setdefault(bpmn_id, bpmn_name)
+            self.__dict__["_node_names"] = names
+        return names
+
 
 def content_hash(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()

@@ -70,7 +70,7 @@ def contract_view(rt: Runtime, key: str, user: UserView, page: int = 1) -> Contr
                             .where(Instance.related_key == key).order_by(Instance.id)).all()
         deployment_id = inst.deployment_id
     package = package_for(rt, deployment_id)
-    names = {spec: t.name for p in package.processes.values() for spec, t in p.user_tasks.items()}
+    names = package.node_names
     view = instances.get_instance(rt, key)
     return ContractView(view, package.main.name, instances.instance_data(rt, key), open_tasks_of_instance(rt, view.id),
                         [HistoryEntry(*r) for r in rows], total, page, pages, names, [tuple(r) for r in related])

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from models import Instance, Notification, OutboxEmail, TaskRow, User, UserRole
 
+from ..bilingual import language_of, name_in
 from ..runtime import Runtime
 from .accounts import ROLES
 from .paging import Page
@@ -120,16 +121,9 @@ _INSERT_NOTIFICATIONS_PLAIN = insert(Notification)
 _INSERT_OUTBOX = insert(OutboxEmail)
 
 
-def language_of(value: str | None) -> str:
-    return "en" if (value or "").lower().startswith("en") else "zh-CN"
-
-
 def task_name(name: str, language: str) -> str:
     """Task names are bilingual in the BPMN ("Record payment / 登记回款"): the half for ``language``."""
-    parts = [p.strip() for p in (name or "").split(" / ", 1)]
-    if len(parts) != 2 or not all(parts):
-        return name
-    return parts[0] if language_of(language) == "en" else parts[1]
+    return name_in(name, language)
 
 
 def role_name(code: str, language: str) -> str:
@@ -216,6 +210,19 @@ def on_new_tasks(conn_or_session: Connection | Session, task_ids: Collection[int
                           params=params, created_at=now, read_at=None))
     _write(conn, notes, mails)
     return len(notes)
+
+
+def on_returned(conn: Connection, task_ids: list[int], actor_id: int, now: datetime,
+                business_tz: str = DEFAULT_TZ) -> int:
+    """Tasks sent back to the person who did them before: each holder is told who sent it back."""
+    actor = conn.execute(select(User.username).where(User.id == actor_id)).scalar() or ""
+    rows = conn.execute(select(TaskRow.id, TaskRow.name, TaskRow.role, TaskRow.due_at, TaskRow.instance_id,
+                               TaskRow.assignee_id).where(TaskRow.id.in_(task_ids))).all()
+    made = 0
+    for row in rows:
+        if on_reassigned(conn, row, row.assignee_id, actor, "", now, business_tz) is not None:
+            made += 1
+    return made
 
 
 def on_reassigned(session: Session, task_row: TaskRow, target_user_id: int, by_username: str, reason: str,

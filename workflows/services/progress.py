@@ -100,6 +100,7 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         mine = next((row for row in new_rows if row["role"] in claim_roles), None)
         if mine is not None:
             mine["assignee_id"], mine["claimed_at"] = actor_id, now
+    returned = _return_to_previous_holders(conn, inst, package, new_rows, now) if new_rows and actor_id else []
     if new_rows:
         outcome.new_task_ids = list(conn.scalars(sql.INSERT_TASKS, new_rows))
 
@@ -143,8 +144,29 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         escalated = _escalated_task_ids(outcome, new_rows, ready)
         notifications.on_new_tasks(conn, outcome.new_task_ids, now, actor_id=actor_id, escalation=escalated,
                                    business_tz=rt.business_tz)
+        if returned:
+            notifications.on_returned(conn, [outcome.new_task_ids[new_rows.index(row)] for row in returned],
+                                      actor_id, now, business_tz=rt.business_tz)
     inst.version = outcome.version
     return outcome
+
+
+def _return_to_previous_holders(conn, inst: LiveInstance, package: ProcessPackage, new_rows: list[dict],
+                                now: datetime) -> list[dict]:
+    """A task made again for a spec someone already completed on this contract (a send-back) goes straight
+    to that person if they still hold the role, not back into the queue. Not for four-eyes tasks."""
+    four_eyes = {spec for p in package.processes.values() for spec, t in p.user_tasks.items() if t.four_eyes_exclude}
+    candidates = {row["spec_id"]: row for row in new_rows
+                  if row["assignee_id"] is None and row["spec_id"] not in four_eyes}
+    if not candidates:
+        return []
+    holders = dict(conn.execute(sql.PREVIOUS_HOLDERS, {"instance_id": inst.id, "spec_ids": list(candidates)}).all())
+    returned = []
+    for spec_id, user_id in holders.items():
+        row = candidates[spec_id]
+        row["assignee_id"], row["claimed_at"] = user_id, now
+        returned.append(row)
+    return returned
 
 
 def _escalated_task_ids(outcome: StepOutcome, new_rows: list[dict], ready: dict) -> list[int]:

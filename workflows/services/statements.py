@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, func, insert, select, update
 
-from models import AuditEvent, Instance, Step, TaskRow, Timer
+from models import AuditEvent, Instance, Step, TaskRow, Timer, User, UserRole
 
 _TASK_AND_INSTANCE = (
     select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id, TaskRow.name,
@@ -39,6 +39,17 @@ COMPLETE_TASK = (
     .values(status="completed", completed_at=bindparam("now"), completed_by_id=bindparam("user_id"),
             assignee_id=func.coalesce(TaskRow.assignee_id, bindparam("user_id")),
             claimed_at=func.coalesce(TaskRow.claimed_at, bindparam("now")))
+)
+
+# who last completed a user task that is now created again (a send-back): the rework goes back to them
+PREVIOUS_HOLDERS = (
+    select(TaskRow.spec_id, TaskRow.completed_by_id)
+    .join(User, User.id == TaskRow.completed_by_id)
+    .join(UserRole, (UserRole.user_id == User.id) & (UserRole.role_code == TaskRow.role))
+    .where(TaskRow.instance_id == bindparam("instance_id"), TaskRow.status == "completed",
+           TaskRow.spec_id.in_(bindparam("spec_ids", expanding=True)), User.active.is_(True),
+           User.service_account.is_(False))
+    .order_by(TaskRow.completed_at, TaskRow.id)
 )
 
 OPEN_TASKS = (

@@ -88,7 +88,7 @@ def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
     values = {k: v for k, v in to_form_values(data).items()
               if k in schema.get("properties", {}) and not k.endswith(_NOT_PREFILLED_SUFFIXES)}
     history, total = recent_history(rt, item.instance_id)
-    names = {spec: t.name for p in package.processes.values() for spec, t in p.user_tasks.items()}
+    names = package.node_names
     detail = TaskDetail(item, package.processes[item.process_key].name, schema, ui_schema, values, info.instructions,
                         data, history, total, names)
     is_open = item.status == "open"

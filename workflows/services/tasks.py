@@ -211,7 +211,7 @@ def _name(s: Session, user_id: int | None) -> str:
 
 def _require_open(s: Session, row) -> None:
     if row.status == "completed":
-        when = row.completed_at.isoformat(timespec="seconds") if row.completed_at else "earlier"
+        when = row.completed_at.strftime("%Y-%m-%d %H:%M UTC") if row.completed_at else "earlier"
         raise Conflict(f"'{row.name}' was already completed by {_name(s, row.completed_by_id)} ({when})")
     if row.status != "open":
         raise Conflict(f"'{row.name}' is no longer open (it was {row.status})")
@@ -244,7 +244,7 @@ def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserV
 def _check_version(row, version: int, expected_version: int | None) -> None:
     if expected_version is not None and version != expected_version:
         raise Conflict(f"this contract changed since you opened '{row.name}' (version {expected_version}, "
-                       f"now {version}); reload it — what you typed is kept")
+                       f"now {version}); check it and submit again")
 
 
 def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
