@@ -270,3 +270,19 @@ def test_a_sent_back_quote_goes_back_to_the_rep_who_wrote_it(login, rt):
     assert notifications.unread_count(rt, rep1.id) == before  # the other rep is not told
     page = login("rep2").text(f"/tasks/{rework.id}")
     assert "单价再核对" in page and "退回修改" in page
+
+
+def test_contract_page_shows_the_stage_and_the_collection_rate(login, rt, clock):
+    from datetime import timedelta
+
+    from workflows.services import timers
+
+    flow = Flow(rt)
+    flow.to_collection()
+    clock.advance(timedelta(days=30))  # past the first installment's due date
+    timers.fire_due_timers(rt)
+    flow.act("record_payment", "fin1", {"amount_received": "7200.00", "received_on": "2026-12-15",
+                                        "payment_reference": "BANK-1"})
+    page = login("fin1").text(f"/contracts/{flow.view().business_key}")
+    assert re.search(r'<li class="current" aria-current="step">回款</li>', page)
+    assert 'data-collected' in page and 'value="7200.00"' in page and "(30%)" in page

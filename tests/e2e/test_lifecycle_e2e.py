@@ -193,8 +193,8 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
     # -- the rep sees the comment (instructions and history), edits in English, trips over a price, resubmits
     rework = open_task_id(rt, "prepare_quote", instance_id)
     assert rework != quote_task
-    counts(rep, mine=0, roles=1)  # a send-back puts the quote in the sales reps' queue, unclaimed
-    open_from_queue(rep, "roles", rework)
+    counts(rep, mine=1, roles=0)  # a send-back returns the quote to the rep who wrote it
+    open_from_queue(rep, "mine", rework)
     expect(rep.locator(".instructions")).to_contain_text(COMMENT)
     entry = rep.locator(".task-side .history li.history-complete").filter(has_text=COMMENT)
     entry.locator("summary").click()
@@ -344,7 +344,8 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
     expect_done(svc)
 
     rep.goto(f"/contracts/{key}")
-    expect(rep.locator(".status-running")).to_be_visible()
+    expect(rep.locator(".page-head .stage")).to_be_visible()  # a running contract shows its stage
+    expect(rep.locator(".summary")).to_contain_text(CUSTOMER)  # its data while timers wait
     both_languages(rep, shot, "11-contract-collection")
 
     # -- (f) collection: the clock passes the first due date, the worker fires the timer, finance records it
@@ -392,7 +393,7 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
 
     # -- the contract is fulfilled: completed, ended at the fulfilled end event, nothing open
     rep.goto(f"/contracts/{key}")
-    expect(rep.locator(".page-head .status-completed")).to_be_visible()
+    expect(rep.locator(".page-head .status-completed")).to_contain_text("合同履约完成")  # the outcome
     expect(rep.locator("a[href^='/tasks/']")).to_have_count(0)
     both_languages(rep, shot, "13-contract-fulfilled")
     counts(rep, mine=0, roles=0)

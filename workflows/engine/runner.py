@@ -127,12 +127,12 @@ def waiting_timers(workflow: BpmnWorkflow) -> list[WaitingTimer]:
 
 def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     """The business data as it stands: from an open task, else from the finished workflow. Among open
-    tasks the one holding the most data wins (a waiting join gateway holds none while a timer on the
-    other branch holds all of it), then the latest."""
-    for state in (TaskState.READY, TaskState.WAITING):
-        tasks = workflow.get_tasks(state=state)
-        if tasks:
-            return max(tasks, key=lambda t: (len(t.data), t.last_state_change)).data
+    (ready or waiting) tasks the latest to change wins, but never one without data: a waiting join
+    gateway holds none, and an escalation made before the last payment holds older data than the timer
+    waiting for the next installment."""
+    tasks = workflow.get_tasks(state=TaskState.READY | TaskState.WAITING)
+    if tasks:
+        return max(tasks, key=lambda t: (bool(t.data), t.last_state_change)).data
     if workflow.data:
         return workflow.data
     return workflow.last_task.data if workflow.last_task is not None else {}
