@@ -35,7 +35,8 @@ class Instance(Base):
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (Index("ix_instances_process_status", "process_key", "status"),
-                      Index("ix_instances_team", "team", "status"))
+                      Index("ix_instances_team", "team", "status"),
+                      Index("ix_instances_updated", "updated_at", "id"))
 
 
 class Step(Base):

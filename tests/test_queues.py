@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from workflows.services import tasks
-from workflows.services.errors import InvalidInput
+from workflows.services.errors import InvalidInput, PermissionDenied
 
 from .flow import Flow
 
@@ -47,3 +49,33 @@ def test_queue_is_ordered_by_due_time(rt, users, clock):
 def test_unknown_queue_is_refused(rt, users):
     with pytest.raises(InvalidInput):
         tasks.list_tasks(rt, users["rep1"], "everything")
+
+
+def test_team_queue_amount_filters_and_sorts(rt, users, clock):
+    from datetime import timedelta
+
+    from workflows.services import accounts
+
+    from .flow import quote
+
+    west = accounts.create_user(rt, "rep_west", "lvyue-demo", ["sales_rep"], team="west")
+    amounts = {"east-small": ("rep1", "10000.00"), "east-big": ("rep2", "60000.00"), "west": ("rep_west", "30000.00")}
+    flows = {}
+    for name, (rep, price) in amounts.items():
+        flow = Flow(rt, starter=rep)
+        flow.act("prepare_quote", rep, quote(total_price=price, quantity=1, customer_name=name))
+        flows[name] = flow
+        clock.advance(timedelta(hours=1))
+    sup1, director = users["sup1"], users["dir1"]
+    team = tasks.list_tasks(rt, sup1, "team")
+    assert {t.customer_name for t in team.items} == {"east-small", "east-big"}  # not the west team's
+    assert tasks.list_tasks(rt, director, "team").total == 3
+    largest = tasks.list_tasks(rt, director, "team", filters=tasks.QueueFilter(sort="-amount"))
+    assert [t.customer_name for t in largest.items] == ["east-big", "west", "east-small"]
+    ranged = tasks.list_tasks(rt, director, "team", filters=tasks.QueueFilter(
+        amount_min=Decimal("20000"), amount_max=Decimal("60000"), sort="customer"))
+    assert [t.customer_name for t in ranged.items] == ["east-big", "west"]
+    assert tasks.queue_counts(rt, sup1)["team"] == 2
+    assert west.team == "west"
+    with pytest.raises(PermissionDenied):
+        tasks.list_tasks(rt, users["rep1"], "team")

@@ -10,9 +10,10 @@ stale view raises ``Conflict`` and changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import and_, func, select
@@ -98,6 +99,7 @@ class QueueFilter:
 
 
 def _scope_where(user: UserView, scope: str) -> list:
+    """Conditions on task rows alone; a team is matched through ``ix_instances_team`` without a join."""
     where = [TaskRow.status == "open"]
     if scope == "mine":
         where.append(TaskRow.assignee_id == user.id)
@@ -109,7 +111,7 @@ def _scope_where(user: UserView, scope: str) -> list:
         if not user.roles & SUPERVISORY_ROLES:
             raise PermissionDenied("the team queue is for supervisors, managers and the director")
         if "director" not in user.roles and user.team:
-            where.append(Instance.team == user.team)
+            where.append(TaskRow.instance_id.in_(select(Instance.id).where(Instance.team == user.team)))
     else:
         raise InvalidInput(f"unknown queue '{scope}'")
     return where
@@ -119,12 +121,15 @@ def _filter_where(rt: Runtime, f: QueueFilter) -> list:
     where = []
     if f.stage:
         where.append(TaskRow.stage == f.stage)
+    of_instance = []
     if f.customer:
-        where.append(Instance.customer_name.contains(f.customer, autoescape=True))
+        of_instance.append(Instance.customer_name.contains(f.customer, autoescape=True))
     if f.amount_min is not None:
-        where.append(Instance.amount >= f.amount_min)
+        of_instance.append(Instance.amount >= f.amount_min)
     if f.amount_max is not None:
-        where.append(Instance.amount <= f.amount_max)
+        of_instance.append(Instance.amount <= f.amount_max)
+    if of_instance:
+        where.append(TaskRow.instance_id.in_(select(Instance.id).where(*of_instance)))
     if f.due:
         now = rt.clock.now()
         if f.due == "overdue":
@@ -142,49 +147,48 @@ def _filter_where(rt: Runtime, f: QueueFilter) -> list:
 
 
 def _end_of_business_day(rt: Runtime, now: datetime, days_ahead: int) -> datetime:
-    from datetime import timedelta
-    from zoneinfo import ZoneInfo
-
     local = now.astimezone(ZoneInfo(rt.business_tz))
-    end = (local + timedelta(days=days_ahead)).replace(hour=23, minute=59, second=59, microsecond=0)
-    return end
+    return (local + timedelta(days=days_ahead)).replace(hour=23, minute=59, second=59, microsecond=0)
 
 
-def _joined_count():
-    return select(func.count()).select_from(TaskRow).join(Instance, Instance.id == TaskRow.instance_id)
+def _count(s: Session, where: list) -> int:
+    return s.scalar(select(func.count()).select_from(TaskRow).where(and_(*where))) or 0
 
 
 def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
                stage: str | None = None, customer: str | None = None,
                filters: QueueFilter | None = None) -> Page[TaskItem]:
     """``mine``: assigned to me; ``roles``: unclaimed tasks of my roles; ``open``: open tasks of my roles;
-    ``team``: every open task of my team's contracts (supervisory roles; the director sees all)."""
+    ``team``: every open task of my team's contracts (supervisory roles; the director sees all).
+
+    The page's task ids are chosen from the task rows first (joined to instances only to sort by amount
+    or customer); only those rows are then joined for display, so a page costs the same on page 1 and
+    page 100 and does not grow with the number of contracts behind the filter."""
     f = filters or QueueFilter(stage=stage, customer=customer)
     where = _scope_where(user, scope) + _filter_where(rt, f)
     page, per_page = max(1, page), min(max(1, per_page), 200)
     order = SORTS[f.sort]
-    if scope == "team" and f.sort == "due":  # overdue first, then by due date
-        order = SORTS["due"]
+    ids = select(TaskRow.id).where(and_(*where))
+    if f.sort in ("amount", "-amount", "customer"):
+        ids = ids.join(Instance, Instance.id == TaskRow.instance_id)
+    ids = ids.order_by(*order).offset((page - 1) * per_page).limit(per_page)
     with rt.read() as s:
-        total = s.scalar(_joined_count().where(and_(*where)))
-        rows = s.execute(_item_query().where(and_(*where)).order_by(*order)
-                         .offset((page - 1) * per_page).limit(per_page)).all()
-    return Page([TaskItem(*r) for r in rows], total or 0, page, per_page)
+        total = _count(s, where)
+        chosen = list(s.scalars(ids))
+        rows = s.execute(_item_query().where(TaskRow.id.in_(chosen))).all() if chosen else []
+    by_id = {r[0]: r for r in rows}
+    return Page([TaskItem(*by_id[i]) for i in chosen if i in by_id], total, page, per_page)
 
 
 def queue_counts(rt: Runtime, user: UserView) -> dict[str, int]:
     """The numbers in the navigation: my tasks, my roles' unclaimed queue, overdue of mine, team."""
     now = rt.clock.now()
-    counts: dict[str, int] = {}
     with rt.read() as s:
-        counts["mine"] = s.scalar(select(func.count()).select_from(TaskRow).where(
-            TaskRow.status == "open", TaskRow.assignee_id == user.id)) or 0
-        counts["mine_overdue"] = s.scalar(select(func.count()).select_from(TaskRow).where(
-            TaskRow.status == "open", TaskRow.assignee_id == user.id, TaskRow.due_at < now)) or 0
-        counts["roles"] = s.scalar(select(func.count()).select_from(TaskRow).where(
-            TaskRow.status == "open", TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None))) or 0
+        counts = {"mine": _count(s, _scope_where(user, "mine")),
+                  "mine_overdue": _count(s, [*_scope_where(user, "mine"), TaskRow.due_at < now]),
+                  "roles": _count(s, _scope_where(user, "roles"))}
         if user.roles & SUPERVISORY_ROLES:
-            counts["team"] = s.scalar(_joined_count().where(and_(*_scope_where(user, "team")))) or 0
+            counts["team"] = _count(s, _scope_where(user, "team"))
     return counts
 
 
