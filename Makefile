@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 run: setup
-	$(BIN)/lvyue init-db
+	$(BIN)/lvyue init-db --demo-contracts
 	$(BIN)/lvyue run
 
 worker: setup
@@ -37,5 +37,18 @@ bench: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/engine_bench.py
 
+# Queue, contract, task and API pages on 5,000 contracts (SQLite and PostgreSQL); `--quick` for 500.
+.PHONY: bench-web
+bench-web: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/web_bench.py
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache
+
+# Translations are read from webapp/translations/zh_CN/LC_MESSAGES/messages.po when the app starts (no compile
+# step): `make messages` re-extracts the msgids and merges them into the .po; then fill in the new msgstr.
+.PHONY: messages
+messages: setup
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --project=Lvyue -o webapp/translations/messages.pot .
+	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations -l zh_CN --no-fuzzy-matching

@@ -9,8 +9,7 @@ from flask_login import current_user, login_required
 
 from workflows.services import notifications
 
-from ..i18n import get_language
-from ..i18n import gettext as _
+from ..i18n import get_language, ngettext
 from .common import me, page_arg, rt, safe_next
 
 bp = Blueprint("inbox", __name__)
@@ -43,7 +42,7 @@ def read():
         abort(400)
     marked = notifications.mark_read(rt(), me().id, [int(raw)] if raw else None)
     if not raw:
-        flash(_("%(n)s notifications marked as read.", n=marked), "ok")
+        flash(ngettext("%(num)s notification marked as read.", "%(num)s notifications marked as read.", marked), "ok")
     return redirect(safe_next(request.form.get("next"), url_for("inbox.index")))
 
 
