@@ -258,17 +258,6 @@ class Builder:
         self.seq += 1
         heapq.heappush(self.events, (when, self.seq, c.idx))
 
-    def fire_timers_until(self, until: datetime) -> None:
-        while True:
-            with self.rt.read() as s:
-                due = s.scalar(select(func.min(Timer.due_at)).where(
-                    Timer.status == "waiting", Timer.due_at <= until, Timer.attempts < timers.MAX_ATTEMPTS))
-            if due is None:
-                return
-            self.clock.set(min(due + timedelta(minutes=1), until))
-            if timers.fire_due_timers(self.rt, worker="worker").fired == 0:
-                return
-
     def run(self, contracts: list[Contract], label: str) -> None:
         for c in contracts:
             self.schedule(c, c.start)
@@ -277,12 +266,12 @@ class Builder:
             while self.events:
                 when, _, idx = heapq.heappop(self.events)
                 c = contracts[idx]
-                self.fire_timers_until(when)
+                timers.catch_up(self.rt, self.clock, when)
                 self.clock.set(when)
                 self.step(c, when)
                 if c.done:
                     bar.update()
-        self.fire_timers_until(NOW)
+        timers.catch_up(self.rt, self.clock, NOW)
         self.clock.set(NOW)
 
     def next_gap(self, c: Contract) -> float:

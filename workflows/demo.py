@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from tqdm import tqdm
 
-from models import Instance, Timer
+from models import Instance
 
 from .clock import Clock, FrozenClock
 from .runtime import Runtime
@@ -123,18 +123,6 @@ class _Seeder:
                   lambda: tasks.reassign(self.rt, self.task(case, spec_id).id, self.user(by), to, reason))
 
     # --- running ------------------------------------------------------------------------------------------------
-    def fire_timers_until(self, clock: FrozenClock, until: datetime) -> None:
-        """Fire every timer due by ``until`` at its own due time, as a polling worker would have."""
-        while True:
-            with self.rt.read() as s:
-                due = s.scalar(select(func.min(Timer.due_at)).where(
-                    Timer.status == "waiting", Timer.due_at <= until, Timer.attempts < timers.MAX_ATTEMPTS))
-            if due is None:
-                return
-            clock.set(max(clock.now(), min(due + timedelta(minutes=1), until)))
-            if timers.fire_due_timers(self.rt, worker=DEMO_WORKER).fired == 0:
-                return
-
     def run(self, progress: bool) -> list[str]:
         clock = FrozenClock(self.base)
         real: Clock = self.rt.clock
@@ -146,14 +134,14 @@ class _Seeder:
                       file=sys.stderr) as bar:
                 for event in ordered:
                     when = self.base + event.offset
-                    self.fire_timers_until(clock, when)
+                    timers.catch_up(self.rt, clock, when, worker=DEMO_WORKER)
                     clock.set(when)
                     try:
                         event.run()
                     except ServiceError as err:
                         raise ServiceError(f"demo step '{event.label}' failed: {err.message}") from err
                     bar.update()
-            self.fire_timers_until(clock, self.base)
+            timers.catch_up(self.rt, clock, self.base, worker=DEMO_WORKER)
         finally:
             self.rt.clock = real
         # whatever fell due while seeding ran, at the real time
