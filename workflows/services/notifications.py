@@ -108,6 +108,11 @@ _RECIPIENTS = (
            User.active.is_(True), User.service_account.is_(False))
     .order_by(TaskRow.id, User.id)
 )
+_RETURN_PEOPLE = select(
+    User.id, User.username, User.display_name, User.email, User.language,
+    select(Instance.business_key).where(Instance.id == bindparam("instance_id")).scalar_subquery()
+    .label("business_key"),
+).where(User.id.in_(bindparam("ids", expanding=True)))
 _REASSIGN_TARGET = (
     select(User.id, User.username, User.display_name, User.email, User.language, User.active, User.service_account,
            Instance.business_key, Instance.customer_name)
@@ -212,17 +217,30 @@ def on_new_tasks(conn_or_session: Connection | Session, task_ids: Collection[int
     return len(notes)
 
 
-def on_returned(conn: Connection, task_ids: list[int], actor_id: int, now: datetime,
-                business_tz: str = DEFAULT_TZ) -> int:
-    """Tasks sent back to the person who did them before: each holder is told who sent it back."""
-    actor = conn.execute(select(User.username).where(User.id == actor_id)).scalar() or ""
-    rows = conn.execute(select(TaskRow.id, TaskRow.name, TaskRow.role, TaskRow.due_at, TaskRow.instance_id,
-                               TaskRow.assignee_id).where(TaskRow.id.in_(task_ids))).all()
-    made = 0
-    for row in rows:
-        if on_reassigned(conn, row, row.assignee_id, actor, "", now, business_tz) is not None:
-            made += 1
-    return made
+def on_returned(conn: Connection, returned: list[tuple[int, dict[str, Any]]], instance_id: int,
+                customer: str | None, actor_id: int, now: datetime, business_tz: str = DEFAULT_TZ) -> int:
+    """Tasks sent back to the person who did them before (``returned``: task id and its new row): each
+    holder is told who sent it back, as a ``task_reassigned`` notification. One SELECT, one INSERT."""
+    people = {r.id: r for r in conn.execute(_RETURN_PEOPLE, {
+        "ids": sorted({actor_id} | {row["assignee_id"] for _, row in returned}), "instance_id": instance_id})}
+    actor = people.get(actor_id)
+    notes: list[dict[str, Any]] = []
+    mails: list[tuple[int, dict[str, Any]]] = []
+    for task_id, row in returned:
+        target = people.get(row["assignee_id"])
+        if target is None or actor is None or target.id == actor_id:
+            continue
+        due = row["due_at"]
+        params = {"task": row["name"], "task_id": task_id, "business_key": target.business_key,
+                  "customer": customer, "role": row["role"], "due_at": due.isoformat() if due else None,
+                  "by": actor.username, "reason": ""}
+        if target.email:
+            mails.append((len(notes), _mail(target.email, "task_reassigned", params, target.language,
+                                            target.display_name, now, business_tz)))
+        notes.append(dict(user_id=target.id, kind="task_reassigned", task_id=task_id, instance_id=instance_id,
+                          params=params, created_at=now, read_at=None))
+    _write(conn, notes, mails)
+    return len(notes)
 
 
 def on_reassigned(session: Session, task_row: TaskRow, target_user_id: int, by_username: str, reason: str,

@@ -141,12 +141,15 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     if result.rowcount != 1:
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
     if outcome.new_task_ids:
-        escalated = _escalated_task_ids(outcome, new_rows, ready)
-        notifications.on_new_tasks(conn, outcome.new_task_ids, now, actor_id=actor_id, escalation=escalated,
-                                   business_tz=rt.business_tz)
+        # rows that already have a holder (claimed on start, returned to their author) are nobody else's news
+        unheld = [i for i, row in zip(outcome.new_task_ids, new_rows, strict=True) if row["assignee_id"] is None]
+        if unheld:
+            escalated = _escalated_task_ids(outcome, new_rows, ready)
+            notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalation=escalated,
+                                       business_tz=rt.business_tz)
         if returned:
-            notifications.on_returned(conn, [outcome.new_task_ids[new_rows.index(row)] for row in returned],
-                                      actor_id, now, business_tz=rt.business_tz)
+            notifications.on_returned(conn, [(outcome.new_task_ids[new_rows.index(row)], row) for row in returned],
+                                      inst.id, inst.customer_name, actor_id, now, business_tz=rt.business_tz)
     inst.version = outcome.version
     return outcome
 
