@@ -597,6 +597,10 @@ def test_complaint_start_needs_an_existing_contract(rt):
         assert s.scalar(select(func.count()).select_from(Instance)) == 0
         assert s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "start")) == 0
     contract = Flow(rt)
+    with pytest.raises(InvalidInput) as exc:  # still a quote: nothing after-sales may see or complain about
+        instances.start_instance(rt, "complaint", svc1, dict(COMPLAINT, contract_key=contract.started.business_key))
+    assert exc.value.errors == {"contract_key": f"no contract with the key '{contract.started.business_key}'"}
+    contract.to_collection()
     started = instances.start_instance(rt, "complaint", svc1,
                                        dict(COMPLAINT, contract_key=contract.started.business_key))
     assert started.status == "running"

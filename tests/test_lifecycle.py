@@ -209,6 +209,7 @@ def test_contract_send_back_and_rejected_delivery_loop(rt):
 
 def test_complaint_with_survey(rt):
     contract = Flow(rt)
+    contract.to_collection()
     complaint = Flow(rt, "complaint", starter="svc1", data={
         "contract_key": contract.started.business_key, "customer_name": "华东机械",
         "complaint_summary": "设备异响 Noise from the spindle", "severity": "medium"})

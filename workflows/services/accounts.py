@@ -35,6 +35,15 @@ ROLES: list[tuple[str, str, str]] = [
 ]
 ROLE_CODES = {code for code, _, _ in ROLES}
 SUPERVISORY_ROLES = {"supervisor", "manager", "director"}
+# sales roles work within their team: a rep or supervisor of one team never sees or acts on another team's
+# contracts; the others (legal, finance, delivery, after-sales, the director) serve the whole company.
+# A user without a team works for every team.
+TEAM_SCOPED_ROLES = frozenset({"sales_rep", "supervisor", "manager"})
+
+
+def in_team(user_team: str | None, role: str, contract_team: str | None) -> bool:
+    """May a user of ``user_team`` do ``role``'s work on a contract of ``contract_team``?"""
+    return role not in TEAM_SCOPED_ROLES or user_team is None or contract_team is None or user_team == contract_team
 
 # username, display name, roles, team
 DEMO_USERS: list[tuple[str, str, list[str], str | None]] = [

@@ -72,7 +72,8 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
     now = rt.clock.now()
     with rt.write() as s:
         related = data.get("contract_key")
-        if related is not None and s.scalar(select(Instance.id).where(Instance.business_key == related)) is None:
+        if related is not None and not _may_refer_to(rt, s, user, related):
+            # the same answer whether the contract is missing or not the starter's to see
             raise InvalidInput("no such contract", {"contract_key": f"no contract with the key '{related}'"})
         if business_key and s.scalar(select(Instance.id).where(Instance.business_key == business_key)):
             raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"})
@@ -102,6 +103,13 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
         result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids)
     rt.keep_workflow(result.instance_id, result.version, workflow)
     return result
+
+
+def _may_refer_to(rt: Runtime, s, user: UserView, key: str) -> bool:
+    from .contract_view import may_view
+
+    contract = s.scalar(select(Instance).where(Instance.business_key == key))
+    return contract is not None and may_view(rt, s, user, contract)
 
 
 def _next_key(s, process_key: str, year: int) -> str:

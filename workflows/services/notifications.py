@@ -18,14 +18,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models import Instance, Notification, OutboxEmail, TaskRow, User, UserRole
 
 from ..bilingual import language_of, name_in
 from ..runtime import Runtime
-from .accounts import ROLES
+from .accounts import ROLES, TEAM_SCOPED_ROLES
 from .paging import Page
 
 KINDS = ("task_arrived", "escalation", "task_reassigned")
@@ -105,7 +105,10 @@ _RECIPIENTS = (
     .join(UserRole, UserRole.role_code == TaskRow.role)
     .join(User, User.id == UserRole.user_id)
     .where(TaskRow.id.in_(bindparam("task_ids", expanding=True)), TaskRow.assignee_id.is_(None),
-           User.active.is_(True), User.service_account.is_(False))
+           User.active.is_(True), User.service_account.is_(False),
+           # the sales roles hear of their own team's contracts only (accounts.in_team)
+           or_(TaskRow.role.not_in(sorted(TEAM_SCOPED_ROLES)), User.team.is_(None), Instance.team.is_(None),
+               User.team == Instance.team))
     .order_by(TaskRow.id, User.id)
 )
 _RETURN_PEOPLE = select(

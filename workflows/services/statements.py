@@ -16,7 +16,7 @@ _TASK_AND_INSTANCE = (
     select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id, TaskRow.name,
            TaskRow.role, TaskRow.form, TaskRow.status, TaskRow.assignee_id, TaskRow.completed_by_id,
            TaskRow.completed_at, Instance.version, Instance.deployment_id, Instance.stage, Instance.customer_name,
-           Instance.amount)
+           Instance.amount, Instance.team)
     .join(Instance, Instance.id == TaskRow.instance_id)
     .where(TaskRow.id == bindparam("task_id"))
 )

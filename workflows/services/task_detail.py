@@ -15,7 +15,7 @@ from models import AuditEvent, Instance, TaskRow
 from ..forms import to_form_values
 from ..runtime import Runtime
 from . import instances
-from .accounts import SUPERVISORY_ROLES, UserView, users_with_role
+from .accounts import SUPERVISORY_ROLES, UserView, in_team, users_with_role
 from .deployments import package_for
 from .errors import PermissionDenied
 from .tasks import TaskItem, get_task
@@ -55,7 +55,9 @@ class TaskDetail:
 
 
 def may_view_task(user: UserView, item: TaskItem, team: str | None) -> bool:
-    if item.role in user.roles or item.assignee == user.username:
+    if item.assignee == user.username:
+        return True
+    if item.role in user.roles and in_team(user.team, item.role, team):
         return True
     if "director" in user.roles or user.roles & {"compliance", "admin"}:
         return True
@@ -93,14 +95,16 @@ def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
                         data, history, total, names)
     is_open = item.status == "open"
     holder = item.assignee == user.username
-    has_role = item.role in user.roles
+    has_role = item.role in user.roles and in_team(user.team, item.role, team)
+    boss = bool(user.roles & SUPERVISORY_ROLES) and (
+        "director" in user.roles or user.team is None or team is None or user.team == team)
     detail.may_claim = is_open and item.assignee is None and has_role
     detail.may_unclaim = is_open and holder
     detail.may_complete = is_open and (holder or (item.assignee is None and has_role))
-    detail.may_reassign = is_open and (holder or (item.assignee is None and has_role)
-                                       or bool(user.roles & SUPERVISORY_ROLES))
+    detail.may_reassign = is_open and (holder or (item.assignee is None and has_role) or boss)
     if detail.may_reassign:
-        detail.candidates = [u for u in users_with_role(rt, item.role) if u.username != item.assignee]
+        detail.candidates = [u for u in users_with_role(rt, item.role)
+                             if u.username != item.assignee and in_team(u.team, item.role, team)]
     return detail
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from models import Instance, TaskRow, User
@@ -28,7 +28,7 @@ from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
 from . import audit
 from . import statements as sql
-from .accounts import SUPERVISORY_ROLES, UserView
+from .accounts import SUPERVISORY_ROLES, TEAM_SCOPED_ROLES, UserView, in_team
 from .deployments import package_for
 from .errors import (
     Conflict,
@@ -104,9 +104,9 @@ def _scope_where(user: UserView, scope: str) -> list:
     if scope == "mine":
         where.append(TaskRow.assignee_id == user.id)
     elif scope == "roles":
-        where += [TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None)]
+        where += [TaskRow.role.in_(sorted(user.roles)), TaskRow.assignee_id.is_(None), *_team_where(user)]
     elif scope == "open":
-        where.append(TaskRow.role.in_(sorted(user.roles)))
+        where += [TaskRow.role.in_(sorted(user.roles)), *_team_where(user)]
     elif scope == "team":
         if not user.roles & SUPERVISORY_ROLES:
             raise PermissionDenied("the team queue is for supervisors, managers and the director")
@@ -115,6 +115,15 @@ def _scope_where(user: UserView, scope: str) -> list:
     else:
         raise InvalidInput(f"unknown queue '{scope}'")
     return where
+
+
+def _team_where(user: UserView) -> list:
+    """Team-scoped roles see their own team's contracts (and those of no team) only."""
+    scoped = sorted(user.roles & TEAM_SCOPED_ROLES)
+    if not scoped or user.team is None:
+        return []
+    ours = select(Instance.id).where(or_(Instance.team == user.team, Instance.team.is_(None)))
+    return [or_(TaskRow.role.not_in(scoped), TaskRow.instance_id.in_(ours))]
 
 
 def _filter_where(rt: Runtime, f: QueueFilter) -> list:
@@ -237,11 +246,17 @@ def _deployment_of(s: Session, instance_id: int) -> int:
     return s.scalar(select(Instance.deployment_id).where(Instance.id == instance_id))
 
 
-def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView) -> None:
+def _team_of(s: Session, instance_id: int) -> str | None:
+    return s.scalar(select(Instance.team).where(Instance.id == instance_id))
+
+
+def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView, team: str | None) -> None:
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
     if row.assignee_id != user.id and row.role not in user.roles:
         raise PermissionDenied(f"'{row.name}' is work for the role '{row.role}', which {user.username} does not have")
+    if row.assignee_id != user.id and not in_team(user.team, row.role, team):
+        raise PermissionDenied(f"'{row.name}' is work of the team '{team}', which {user.username} is not in")
     _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
 
 
@@ -258,7 +273,7 @@ def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
         _require_open(s, row)
         if row.assignee_id == user.id:
             return get_task_in(s, task_id)
-        _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user)
+        _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user, _team_of(s, row.instance_id))
         row.assignee_id, row.claimed_at = user.id, now
         audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
@@ -288,15 +303,20 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
     with rt.write() as s:
         row = _load_row(rt, s, task_id)
         _require_open(s, row)
+        team = _team_of(s, row.instance_id)
+        boss = bool(user.roles & SUPERVISORY_ROLES) and (
+            "director" in user.roles or user.team is None or team is None or user.team == team)
         holder_or_boss = row.assignee_id == user.id or (
-            row.assignee_id is None and row.role in user.roles) or bool(user.roles & SUPERVISORY_ROLES)
+            row.assignee_id is None and row.role in user.roles and in_team(user.team, row.role, team)) or boss
         if not holder_or_boss:
-            raise PermissionDenied(f"only the holder of '{row.name}' or a supervisor may reassign it")
+            raise PermissionDenied(f"only the holder of '{row.name}' or a supervisor of its team may reassign it")
         target = s.scalar(select(User).where(User.username == to_username, User.active.is_(True)))
         if target is None:
             raise InvalidInput("no such user", {"to": f"no active user '{to_username}'"})
         if row.role not in target.role_codes:
             raise InvalidInput("wrong role", {"to": f"{to_username} does not have the role '{row.role}'"})
+        if not in_team(target.team, row.role, team):
+            raise InvalidInput("wrong team", {"to": f"{to_username} is not in the team '{team}'"})
         _check_four_eyes(s, rt, row, _deployment_of(s, row.instance_id), target.id, target.username)
         previous = _name(s, row.assignee_id)
         row.assignee_id, row.claimed_at = target.id, now
@@ -345,7 +365,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         if row is None:
             raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
-        _check_may_act(s, rt, row, row.deployment_id, user)
+        _check_may_act(s, rt, row, row.deployment_id, user, row.team)
         _check_version(row, row.version, expected_version)
         package = package_for(rt, row.deployment_id)
         try:
