@@ -604,3 +604,19 @@ def test_complaint_start_needs_an_existing_contract(rt):
     started = instances.start_instance(rt, "complaint", svc1,
                                        dict(COMPLAINT, contract_key=contract.started.business_key))
     assert started.status == "running"
+
+
+def test_an_amount_beyond_what_the_database_stores_is_refused_cleanly(rt):
+    flow = Flow(rt)
+    huge = quote(total_price="9999999999999.99", quantity=1_000_000)
+    with pytest.raises(ProcessError) as exc:
+        flow.act("prepare_quote", "rep1", huge)
+    assert "larger than Lvyue can store" in exc.value.message
+    assert flow.open_specs() == {"prepare_quote"}  # nothing changed
+
+
+def test_nul_characters_are_refused_by_the_form_check(rt):
+    flow = Flow(rt)
+    with pytest.raises(InvalidInput) as exc:
+        flow.act("prepare_quote", "rep1", quote(customer_name="A\x00B"))
+    assert exc.value.errors == {"customer_name": "must not contain control characters"}

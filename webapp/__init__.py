@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask
-from flask_login import LoginManager
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from workflows import config as wf_config
@@ -13,6 +15,7 @@ from workflows.services.errors import ServiceError
 
 from . import i18n, labels
 from .config import Config, TestConfig
+from .errors import render_error
 from .session_user import SessionUser
 
 __all__ = ["Config", "TestConfig", "create_app", "csrf"]
@@ -36,6 +39,7 @@ def create_app(config: type[Config] = Config, runtime: Runtime | None = None) ->
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
     _init_errors(app)
+    _init_guards(app)
     _init_headers(app)
     return app
 
@@ -46,6 +50,14 @@ def _init_login(app: Flask, rt: Runtime) -> None:
     manager.login_message = None
     manager.session_protection = "strong"
 
+    @manager.unauthorized_handler
+    def _unauthorized():
+        from .views.common import safe_next
+
+        # after logging in, go back to the page the user was on: a POST's own URL has no page to show
+        target = request.full_path if request.method == "GET" else urlsplit(request.referrer or "").path
+        return redirect(url_for("auth.login", next=safe_next(target, None) or None))
+
     @manager.user_loader
     def _load(user_id: str):
         view = accounts.get_user_by_id(rt, int(user_id)) if user_id.isdigit() else None
@@ -53,12 +65,14 @@ def _init_login(app: Flask, rt: Runtime) -> None:
 
 
 def _init_errors(app: Flask) -> None:
-    from .errors import render_error
-
     @app.errorhandler(CSRFError)
     def _csrf(err: CSRFError):
-        return render_error(400, i18n.gettext("Your form expired or was sent from another page. "
-                                              "Reload the page and try again; nothing was changed."))
+        message = i18n.gettext("Your form expired or was sent from another page; nothing was changed. "
+                               "Check it and send it again.")
+        from .views.task import rerender_task_form
+
+        page = rerender_task_form(message) if request.endpoint == "task.complete" else None
+        return page if page is not None else render_error(400, message)
 
     @app.errorhandler(ServiceError)
     def _service(err: ServiceError):
@@ -66,6 +80,28 @@ def _init_errors(app: Flask) -> None:
 
     for code in (403, 404, 405, 413, 429, 500):
         app.register_error_handler(code, lambda err, code=code: render_error(code, None))
+
+
+def _init_guards(app: Flask) -> None:
+    """Requests no browser sends: control characters in parameters, ids beyond any row. A clear 400/404
+    here instead of a database error later."""
+
+    def _bad(text: str) -> bool:
+        return any(ord(c) < 32 and c not in "\t\r\n" for c in text)
+
+    @app.before_request
+    def _reject_control_characters():
+        values = [*request.args.keys(), *request.args.values(), request.path]
+        if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values += [*request.form.keys(), *request.form.values()]
+        if any(_bad(v) for v in values):
+            return render_error(400, i18n.gettext("The request contains control characters."))
+        return None
+
+    @app.url_value_preprocessor
+    def _ids_in_range(endpoint, values):
+        if values and any(isinstance(v, int) and not 0 < v < 2**31 for v in values.values()):
+            abort(404)
 
 
 def _init_headers(app: Flask) -> None:
@@ -76,6 +112,10 @@ def _init_headers(app: Flask) -> None:
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("Content-Security-Policy",
                                     "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                    "script-src 'self'; frame-ancestors 'none'; form-action 'self'")
+                                    "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'")
+        if current_user and current_user.is_authenticated:
+            response.headers.setdefault("Cache-Control", "no-store")  # pages hold contract data
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 

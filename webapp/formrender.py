@@ -525,6 +525,7 @@ _ZH_PATTERNS = [
     (re.compile(r"^must be less than (\S+)$"), "必须小于 {0}"),
     (re.compile(r"^must have at least (\S+) characters$"), "至少需要 {0} 个字符"),
     (re.compile(r"^must have at most (\S+) characters$"), "最多 {0} 个字符"),
+    (re.compile(r"^must not contain control characters$"), "不能包含控制字符"),
     (re.compile(r"^needs at least (\S+) entries$"), "至少需要 {0} 条"),
     (re.compile(r"^allows at most (\S+) entries$"), "最多允许 {0} 条"),
     (re.compile(r"^'(.*)' is a reserved name and cannot be a field$", re.S), "“{0}”是保留名称，不能用作字段"),

@@ -34,6 +34,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
      "「{task}」属于团队「{team}」的工作，{user} 不在该团队"),
     (r"^(?P<user>\S+) is not in the team '(?P<team>[^']*)'$", "{user} 不在团队「{team}」"),
     (r"^wrong team$", "团队不符"),
+    (r"^the contract amount (?P<amount>\S+) is larger than Lvyue can store \(below (?P<max>[\d,]+)\); "
+     r"check the quantities and prices$", "合同金额 {amount} 超出系统可存储的上限（须小于 {max}），请核对数量和单价"),
     (r"^a reason is required$", "请填写原因"),
     (r"^no such user$", "没有该用户"),
     (r"^wrong role$", "角色不符"),

@@ -110,6 +110,8 @@ def _scan_keys(value: Any, path: list, errors: dict[str, str]) -> None:
             _scan_keys(item, path + [i], errors)
     elif isinstance(value, str) and len(value) > MAX_STRING:
         errors[_path(path)] = f"must have at most {MAX_STRING} characters"
+    elif isinstance(value, str) and "\x00" in value:
+        errors[_path(path)] = "must not contain control characters"
     elif isinstance(value, float) and value != value:  # NaN
         errors[_path(path)] = "must be a number"
 

@@ -88,7 +88,10 @@ def _http_error(err: HTTPException):
 def _json_body() -> dict[str, Any]:
     if not request.is_json:
         raise BadRequest("send the body as JSON with 'Content-Type: application/json'")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object, e.g. {\"data\": {...}}")
     return body

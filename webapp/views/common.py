@@ -19,9 +19,11 @@ def me() -> UserView:
     return current_user.view
 
 
-def safe_next(target: str | None, default: str) -> str:
+def safe_next(target: str | None, default: str | None) -> str | None:
     """Only same-site relative paths: an open redirect would let a phishing link borrow our login page."""
     if not target:
+        return default
+    if any(ord(c) < 32 or ord(c) == 127 for c in target):  # no header injection through Location
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:

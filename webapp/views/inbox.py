@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
@@ -38,7 +39,7 @@ def _as_datetime(value: str | None) -> datetime | None:
 def read():
     """``id``: mark that notification read (only one's own); none: mark all read."""
     raw = (request.form.get("id") or "").strip()
-    if raw and not raw.isdigit():
+    if raw and not re.fullmatch(r"[0-9]{1,12}", raw):
         abort(400)
     marked = notifications.mark_read(rt(), me().id, [int(raw)] if raw else None)
     if not raw:

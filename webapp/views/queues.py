@@ -20,9 +20,12 @@ def _money_arg(name: str) -> Decimal | None:
     if not raw:
         return None
     try:
-        return Decimal(raw)
+        value = Decimal(raw)
     except InvalidOperation:
-        raise InvalidInput(f"'{raw}' is not an amount", {name: "must be an amount"}) from None
+        value = None
+    if value is None or not value.is_finite() or abs(value) >= 10**16:
+        raise InvalidInput(f"'{raw[:40]}' is not an amount", {name: "must be an amount"})
+    return value
 
 
 @bp.get("/")
@@ -43,11 +46,12 @@ def index():
                                 amount_min=_money_arg("amount_min"), amount_max=_money_arg("amount_max"),
                                 due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
     page = tasks.list_tasks(rt(), me(), scope, page=page_arg(), per_page=20, filters=filters)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}  # for the pager's links
     return render_template("queues.html", scope=scope, page=page, filters=filters, args=args,
                            now=rt().clock.now(), sorts=list(tasks.SORTS), stages=STAGES)
 
 
+FILTER_ARGS = ("scope", "stage", "customer", "amount_min", "amount_max", "due", "sort")
 STAGES = ["quote", "approval", "contract", "delivery", "collection", "after_sales"]
 
 

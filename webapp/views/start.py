@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+import secrets
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import login_required
 
 from workflows.services import deployments, instances, tasks
@@ -35,7 +37,8 @@ def _render(options, chosen: str | None = None, values=None, errors=None, proble
             mine = o.process_key == chosen
             typed = values if mine and values is not None else prefill
             forms[o.process_key] = formrender.build_form(o.schema, o.ui_schema, typed, shown if mine else {}, lang)
-    return render_template("start.html", options=options, forms=forms, chosen=chosen, problem=problem), status
+    return render_template("start.html", options=options, forms=forms, chosen=chosen, problem=problem,
+                           submit_token=secrets.token_hex(16)), status
 
 
 @bp.get("/start")
@@ -48,6 +51,11 @@ def index():
 @login_required
 def start(process_key: str):
     option = _option(process_key)
+    token = request.form.get("submit_token", "")[:64]
+    done = session.get("started", {})
+    if token and token in done:  # the same form sent twice (a reload, a second click): one contract
+        flash(_("This form was already sent: %(key)s was started then.", key=done[token]), "info")
+        return redirect(url_for("contracts.show", key=done[token]))
     data = {}
     if option.schema:
         try:
@@ -60,6 +68,8 @@ def start(process_key: str):
         return _render(deployments.startable(rt(), me()), process_key, values=data,
                        errors=err.errors or {"": err.message},
                        problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
+    if token:
+        session["started"] = dict(list(done.items())[-19:] + [(token, started.business_key)])
     flash(_("Started %(key)s.", key=started.business_key), "ok")
     for task_id in started.open_task_ids:  # the starter does the first step when it is theirs
         if tasks.get_task(rt(), task_id).assignee == me().username:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, current_app, jsonify, render_template
 from flask_login import login_required
 from sqlalchemy import func, select, text
 
 from models import Deployment, Instance, TaskRow
+
+from .common import page_arg
 
 bp = Blueprint("status", __name__)
 
@@ -18,7 +20,7 @@ def _rt():
 @bp.get("/status")
 @login_required
 def index():
-    page = max(1, request.args.get("page", 1, type=int))
+    page = page_arg()
     per_page = 20
     with _rt().read() as s:
         deployments = s.execute(select(Deployment.process_key, Deployment.version, Deployment.name,

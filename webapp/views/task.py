@@ -7,10 +7,10 @@ everything the user typed and the reason, never a blank form.
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_required
+from flask_login import current_user, login_required
 
 from workflows.services import task_detail, tasks
-from workflows.services.errors import Conflict, InvalidInput, PermissionDenied
+from workflows.services.errors import Conflict, InvalidInput, PermissionDenied, ProcessError, ServiceError
 
 from .. import formrender
 from ..i18n import get_language
@@ -70,24 +70,39 @@ def reassign(task_id: int):
 @bp.post("/tasks/<int:task_id>/complete")
 @login_required
 def complete(task_id: int):
-    detail_schema = task_detail.form_schema(rt(), task_id)
     try:
-        data = formrender.parse_form(detail_schema, request.form)
+        data = formrender.parse_form(task_detail.form_schema(rt(), task_id), request.form)
     except ValueError as err:
-        return _render(task_id, problem=str(err), status=422)
+        return _render(task_id, problem=say(str(err)), status=422)
     version = request.form.get("version", type=int)
+    if version is None:  # every task page sends it: without it a stale page could not be told apart
+        return _render(task_id, values=data, problem=_("Reload the task and send it again: the form was "
+                                                       "missing its version."), status=400)
     try:
         done = tasks.complete(rt(), task_id, me(), data, expected_version=version)
     except InvalidInput as err:
         return _render(task_id, values=data, errors=err.errors or {"": err.message},
                        problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
-    except (Conflict, PermissionDenied) as err:
+    except (Conflict, PermissionDenied, ProcessError) as err:
         return _render(task_id, values=data, problem=say(err.message), status=err.status)
     flash(_("Done. The contract moved on."), "ok")
     mine_next = [t for t in done.new_task_ids if _may_continue(t)]
     if mine_next:
         return redirect(url_for("task.show", task_id=mine_next[0]))
     return redirect(url_for("queues.index"))
+
+
+def rerender_task_form(problem: str):
+    """After a CSRF failure on a completion (an expired form): the task page again, with what was typed
+    and a fresh token, instead of a bare error page. None if the user may not see the task."""
+    task_id = (request.view_args or {}).get("task_id")
+    if task_id is None or not current_user.is_authenticated:
+        return None
+    try:
+        data = formrender.parse_form(task_detail.form_schema(rt(), task_id), request.form)
+        return _render(task_id, values=data, problem=problem, status=400)
+    except (ValueError, ServiceError):
+        return None
 
 
 def _may_continue(task_id: int) -> bool:

@@ -125,10 +125,22 @@ def get_user(rt: Runtime, username: str) -> UserView:
         return _view(user)
 
 
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _dummy_hash(rt: Runtime) -> str:
+    found = _DUMMY_HASHES.get(rt.password_method)
+    if found is None:
+        found = _DUMMY_HASHES[rt.password_method] = generate_password_hash(secrets.token_hex(16), rt.password_method)
+    return found
+
+
 def authenticate(rt: Runtime, username: str, password: str) -> UserView | None:
     with rt.read() as s:
         user = s.scalar(select(User).where(User.username == username))
         if user is None or not user.active or user.service_account:
+            # the same work as a real check, so the time taken does not tell which user names exist
+            check_password_hash(_dummy_hash(rt), password)
             return None
         if not check_password_hash(user.password_hash, password):
             return None

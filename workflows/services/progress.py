@@ -31,6 +31,7 @@ from . import statements as sql
 from .errors import ProcessError, RaceLost
 
 MAX_STATE_CHARS = 5_000_000
+MAX_AMOUNT = 10**16  # instances.amount is NUMERIC(18, 2)
 
 
 @dataclass
@@ -132,6 +133,9 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         stages += [r.stage for r in open_rows if r.task_uuid in ready and r.stage]
         stage = stages[0] if stages else stage
     amount = _money(data.get("amount"))
+    if amount is not None and abs(amount) >= MAX_AMOUNT:
+        raise ProcessError(f"the contract amount {amount} is larger than Lvyue can store (below {MAX_AMOUNT:,}); "
+                           "check the quantities and prices")
     result = conn.execute(sql.UPDATE_INSTANCE, {
         "instance_id": inst.id, "read_version": inst.version, "state": state, "new_version": outcome.version,
         "now": now, "status": outcome.status, "stage": stage,
