@@ -620,3 +620,12 @@ def test_nul_characters_are_refused_by_the_form_check(rt):
     with pytest.raises(InvalidInput) as exc:
         flow.act("prepare_quote", "rep1", quote(customer_name="A\x00B"))
     assert exc.value.errors == {"customer_name": "must not contain control characters"}
+
+
+def test_business_keys_given_by_integrations_are_url_safe(rt):
+    rep1 = accounts.get_user(rt, "rep1")
+    for bad in ("a/b", "x" * 121, "", "../etc", "空格 key"):
+        with pytest.raises(InvalidInput) as exc:
+            instances.start_instance(rt, "quote_to_cash", rep1, {}, business_key=bad)
+        assert set(exc.value.errors) == {"business_key"}, bad
+    assert instances.start_instance(rt, "quote_to_cash", rep1, {}, business_key="CRM-2026.001_a").business_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from .errors import InvalidInput, NotFound, PermissionDenied, ProcessError
 from .progress import LiveInstance, describe_engine_error, persist_step
 
 KEY_PREFIX = {"quote_to_cash": "Q", "complaint": "C"}
+BUSINESS_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str
             raise InvalidInput("unknown start data", {k: "this field is not part of the form" for k in extra})
         if not isinstance(data.get("customer_name", ""), str):
             raise InvalidInput("the start form has errors", {"customer_name": "must be text"})
+    if business_key is not None and not BUSINESS_KEY_RE.fullmatch(business_key):
+        raise InvalidInput("invalid business key", {"business_key": "1 to 120 letters, digits, '.', '_' or '-'"})
     for attempt in range(5):
         try:
             return _start_once(rt, package, deployment_id, process_key, user, data, business_key, claim_first)
