@@ -271,6 +271,7 @@ def test_a_sent_back_quote_goes_back_to_the_rep_who_wrote_it(login, rt):
     assert notifications.unread_count(rt, rep1.id) == before  # the other rep is not told
     page = login("rep2").text(f"/tasks/{rework.id}")
     assert "单价再核对" in page and "退回修改" in page
+    assert "退回原办理人" in page  # the routing is in the history
 
 
 def test_contract_page_shows_the_stage_and_the_collection_rate(login, rt, clock):

@@ -26,7 +26,7 @@ from ..engine import runner
 from ..engine.compaction import DroppedTask
 from ..engine.package import ProcessPackage
 from ..runtime import Runtime
-from . import notifications
+from . import audit, notifications
 from . import statements as sql
 from .errors import ProcessError, RaceLost
 
@@ -152,8 +152,12 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
             notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalation=escalated,
                                        business_tz=rt.business_tz)
         if returned:
-            notifications.on_returned(conn, [(outcome.new_task_ids[new_rows.index(row)], row) for row in returned],
-                                      inst.id, inst.customer_name, actor_id, now, business_tz=rt.business_tz)
+            pairs = [(outcome.new_task_ids[new_rows.index(row)], row) for row in returned]
+            notifications.on_returned(conn, pairs, inst.id, inst.customer_name, actor_id, now,
+                                      business_tz=rt.business_tz)
+            for task_id, row in pairs:  # the routing is on the record, like any other assignment
+                audit.record(s, now, "return", role=row["role"], instance_id=inst.id, task_id=task_id,
+                             spec_id=row["spec_id"], data={"assignee_id": row["assignee_id"]})
     inst.version = outcome.version
     return outcome
 
