@@ -631,7 +631,8 @@ def measure(b: Built, backend: str, warmup: int, samples: int) -> list[Row]:
     with rt.read() as s:  # for comparison: a supervisor review on a contract with the shortest history
         history = (select(func.count()).select_from(AuditEvent).where(AuditEvent.instance_id == TaskRow.instance_id)
                    .scalar_subquery())
-        short_task = s.scalar(select(TaskRow.id).where(TaskRow.status == "open",
+        east = select(Instance.id).where(Instance.team == users["sup1"].team)  # sup1 works for team east only
+        short_task = s.scalar(select(TaskRow.id).where(TaskRow.status == "open", TaskRow.instance_id.in_(east),
                                                        TaskRow.spec_id == "supervisor_review")
                               .order_by(history, TaskRow.id.desc()).limit(1))
         history_rows = {iid: s.scalar(select(func.count()).select_from(AuditEvent)
@@ -679,7 +680,7 @@ def measure(b: Built, backend: str, warmup: int, samples: int) -> list[Row]:
     # POST complete: sup1 approves supervisor reviews of many contracts (cold workflow cache each time)
     with rt.read() as s:
         ids = list(s.scalars(select(TaskRow.id).where(
-            TaskRow.status == "open", TaskRow.spec_id == "supervisor_review",
+            TaskRow.status == "open", TaskRow.spec_id == "supervisor_review", TaskRow.instance_id.in_(east),
             (TaskRow.assignee_id.is_(None)) | (TaskRow.assignee_id == users["sup1"].id),
             TaskRow.instance_id != long_id, TaskRow.id != short_task).order_by(TaskRow.id).limit(warmup + samples)))
     token_sup = sup1.csrf("/tasks")

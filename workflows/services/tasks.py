@@ -122,8 +122,11 @@ def _team_where(user: UserView) -> list:
     scoped = sorted(user.roles & TEAM_SCOPED_ROLES)
     if not scoped or user.team is None:
         return []
-    ours = select(Instance.id).where(or_(Instance.team == user.team, Instance.team.is_(None)))
-    return [or_(TaskRow.role.not_in(scoped), TaskRow.instance_id.in_(ours))]
+    ours = TaskRow.instance_id.in_(select(Instance.id).where(or_(Instance.team == user.team,
+                                                                 Instance.team.is_(None))))
+    if set(scoped) == user.roles:  # the usual case: no OR, so the queue stays an index range
+        return [ours]
+    return [or_(TaskRow.role.not_in(scoped), ours)]
 
 
 def _filter_where(rt: Runtime, f: QueueFilter) -> list:
@@ -190,7 +193,9 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
 
 
 def queue_counts(rt: Runtime, user: UserView) -> dict[str, int]:
-    """The numbers in the navigation: my tasks, my roles' unclaimed queue, overdue of mine, team."""
+    """The numbers in the navigation (on every page): my tasks, my overdue ones, my roles' unclaimed
+    queue and, for supervisory roles, the team. Separate counts: each one is an index range (one
+    statement with OR and FILTER measured slower on both databases)."""
     now = rt.clock.now()
     with rt.read() as s:
         counts = {"mine": _count(s, _scope_where(user, "mine")),
