@@ -8,7 +8,6 @@ JSON: ``{"error": code, "message": ..., "errors": {field path: message}}``.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, g, jsonify, request, url_for
@@ -21,7 +20,7 @@ from workflows.services.errors import InvalidInput, ServiceError
 
 from .. import csrf
 from ..openapi import build_openapi
-from .common import rt
+from .common import money_arg, rt
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -125,17 +124,7 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     return value
 
 
-def _money_arg(name: str) -> Decimal | None:
-    raw = (request.args.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite():
-        raise InvalidInput(f"'{raw}' is not an amount", {name: "must be an amount such as 1234.50"})
-    return value
+
 
 
 # --- rendering -------------------------------------------------------------------------------------------
@@ -172,7 +161,7 @@ def list_tasks():
         raise InvalidInput(f"unknown queue '{scope}'", {"scope": "must be mine, roles or team"})
     filters = tasks.QueueFilter(stage=request.args.get("stage") or None,
                                 customer=(request.args.get("customer") or "").strip()[:100] or None,
-                                amount_min=_money_arg("amount_min"), amount_max=_money_arg("amount_max"),
+                                amount_min=money_arg("amount_min"), amount_max=money_arg("amount_max"),
                                 due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
     page = tasks.list_tasks(rt(), api_user(), scope, page=_int_arg("page", 1, 1, 100_000),
                             per_page=_int_arg("per_page", 25, 1, 200), filters=filters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from flask import current_app, request
@@ -9,6 +10,7 @@ from flask_login import current_user
 
 from workflows.runtime import Runtime
 from workflows.services.accounts import UserView
+from workflows.services.errors import InvalidInput
 
 
 def rt() -> Runtime:
@@ -41,3 +43,17 @@ def say(message: str) -> str:
     from ..messages import localize_message
 
     return localize_message(message, get_language())
+
+
+def money_arg(name: str) -> Decimal | None:
+    """An amount filter from the query string (``12,000.50``), or None; anything else is a clear 422."""
+    raw = (request.args.get(name) or "").replace(",", "").strip()
+    if not raw:
+        return None
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or abs(value) >= 10**16:
+        raise InvalidInput(f"'{raw[:40]}' is not an amount", {name: "must be an amount such as 1234.50"})
+    return value

@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from workflows.services import tasks
-from workflows.services.errors import InvalidInput
 
-from .common import me, page_arg, rt
+from .common import me, money_arg, page_arg, rt
 
 bp = Blueprint("queues", __name__)
-
-
-def _money_arg(name: str) -> Decimal | None:
-    raw = (request.args.get(name) or "").replace(",", "").strip()
-    if not raw:
-        return None
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or abs(value) >= 10**16:
-        raise InvalidInput(f"'{raw[:40]}' is not an amount", {name: "must be an amount"})
-    return value
 
 
 @bp.get("/")
@@ -43,7 +27,7 @@ def index():
         abort(404)
     filters = tasks.QueueFilter(stage=request.args.get("stage") or None,
                                 customer=(request.args.get("customer") or "").strip()[:100] or None,
-                                amount_min=_money_arg("amount_min"), amount_max=_money_arg("amount_max"),
+                                amount_min=money_arg("amount_min"), amount_max=money_arg("amount_max"),
                                 due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
     page = tasks.list_tasks(rt(), me(), scope, page=page_arg(), per_page=20, filters=filters)
     args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}  # for the pager's links
