@@ -27,10 +27,12 @@ lint: setup
 test: lint test-sqlite test-postgres
 
 test-sqlite: setup
+	bash scripts/ensure-browser.sh
 	$(BIN)/pytest -q
 
 test-postgres: setup
 	bash scripts/ensure-postgres.sh
+	bash scripts/ensure-browser.sh
 	LVYUE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
 
 bench: setup
