@@ -30,9 +30,11 @@ class TaskRow(Base):
     claimed_at: Mapped[datetime | None]
     completed_at: Mapped[datetime | None]
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    team: Mapped[str | None] = mapped_column(String(80))  # the contract's team (never changes): team queues
 
     __table_args__ = (
         Index("ix_tasks_queue", "status", "role", "due_at"),
+        Index("ix_tasks_team", "status", "team", "due_at"),
         Index("ix_tasks_assignee", "assignee_id", "status", "due_at"),
         Index("ix_tasks_instance", "instance_id", "status"),
         Index("ix_tasks_four_eyes", "instance_id", "spec_id", "completed_by_id"),

@@ -93,7 +93,7 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
             deployment_id=deployment_id, process_key=process_key, status="running", business_key=key,
             started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
             customer_name=customer, team=user.team))
-        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer)
+        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=user.team)
         outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False,
                                actor_id=user.id, claim_roles=user.roles if claim_first else frozenset())
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,

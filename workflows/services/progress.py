@@ -45,6 +45,7 @@ class LiveInstance:
     stage: str | None = None
     customer_name: str | None = None
     amount: Decimal | None = None
+    team: str | None = None
 
 
 @dataclass
@@ -60,7 +61,7 @@ def read_live_instance(s: Session, condition, lock: bool = False) -> LiveInstanc
     """The columns of one instance row that a step needs, without the stored state (``load_workflow``
     reads that only when the cache misses). ``lock``: ``FOR UPDATE SKIP LOCKED`` (PostgreSQL workers)."""
     q = select(Instance.id, Instance.version, Instance.process_key, Instance.deployment_id, Instance.stage,
-               Instance.customer_name, Instance.amount).where(condition)
+               Instance.customer_name, Instance.amount, Instance.team).where(condition)
     if lock:
         q = q.with_for_update(skip_locked=True)
     row = s.execute(q).first()
@@ -229,7 +230,7 @@ def _task_row(rt: Runtime, inst: LiveInstance, package: ProcessPackage, task_id:
         raise ProcessError(f"the due date of '{info.name}' could not be computed: {err}") from err
     return dict(instance_id=inst.id, task_uuid=task_id, process_key=inst.process_key, spec_id=info.spec_id,
                 name=info.name, lane=info.lane, role=info.role, form=info.form, stage=info.stage, status="open",
-                created_at=now, due_at=due, assignee_id=None, claimed_at=None)
+                created_at=now, due_at=due, assignee_id=None, claimed_at=None, team=inst.team)
 
 
 def _sync_timers(conn, inst: LiveInstance, workflow: BpmnWorkflow, dropped: list[DroppedTask],

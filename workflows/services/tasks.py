@@ -111,7 +111,7 @@ def _scope_where(user: UserView, scope: str) -> list:
         if not user.roles & SUPERVISORY_ROLES:
             raise PermissionDenied("the team queue is for supervisors, managers and the director")
         if "director" not in user.roles and user.team:
-            where.append(TaskRow.instance_id.in_(select(Instance.id).where(Instance.team == user.team)))
+            where.append(TaskRow.team == user.team)
     else:
         raise InvalidInput(f"unknown queue '{scope}'")
     return where
@@ -122,8 +122,7 @@ def _team_where(user: UserView) -> list:
     scoped = sorted(user.roles & TEAM_SCOPED_ROLES)
     if not scoped or user.team is None:
         return []
-    ours = TaskRow.instance_id.in_(select(Instance.id).where(or_(Instance.team == user.team,
-                                                                 Instance.team.is_(None))))
+    ours = or_(TaskRow.team == user.team, TaskRow.team.is_(None))
     if set(scoped) == user.roles:  # the usual case: no OR, so the queue stays an index range
         return [ours]
     return [or_(TaskRow.role.not_in(scoped), ours)]
@@ -378,7 +377,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         except FormInvalid as err:
             raise InvalidInput(f"the form '{row.name}' has errors", err.errors) from err
         inst = LiveInstance(row.instance_id, row.version, row.process_key, row.deployment_id, row.stage,
-                            row.customer_name, row.amount)
+                            row.customer_name, row.amount, row.team)
         workflow = load_workflow(rt, inst, package, s)
         had_timers = has_timers(workflow)
         try:
