@@ -97,3 +97,28 @@ def test_downgrade_to_base_and_upgrade_again(blank_engine):
     # and once more is a no-op
     upgrade(blank_engine)
     assert current_revision(blank_engine) == head()
+
+
+def test_task_team_is_backfilled_from_the_contract(blank_engine):
+    """0004 copies each contract's team onto its task rows: a database that ran 0003 with contracts in it
+    gets team queues that show them."""
+    from workflows import config
+    from workflows.runtime import Runtime
+    from workflows.services import accounts, deployments, tasks
+
+    from .conftest import FAST_HASH
+    from .flow import Flow
+
+    upgrade(blank_engine)
+    rt = Runtime(blank_engine.url.render_as_string(hide_password=False), password_method=FAST_HASH)
+    try:
+        accounts.ensure_demo_users(rt)
+        deployments.deploy_path(rt, config.bpmn_dir())
+        Flow(rt)  # rep1, team east
+        downgrade(blank_engine, "0003")
+        upgrade(blank_engine)
+        with blank_engine.connect() as conn:
+            assert conn.execute(text("SELECT team FROM tasks")).scalars().all() == ["east"]
+        assert tasks.list_tasks(rt, accounts.get_user(rt, "sup1"), "team").total == 1
+    finally:
+        rt.dispose()
