@@ -289,3 +289,17 @@ def test_the_send_mail_command_prints_counts(rt, clock, smtp_server, monkeypatch
 def test_backoff_doubles_up_to_an_hour():
     assert [mail.backoff(n) // timedelta(minutes=1) for n in range(1, 12)] == [1, 2, 4, 8, 16, 32, 60, 60, 60, 60, 60]
     assert datetime(2026, 1, 1, tzinfo=UTC) + mail.backoff(50) == datetime(2026, 1, 1, 1, tzinfo=UTC)
+
+
+def test_mails_link_to_the_task_when_the_base_url_is_known(monkeypatch):
+    from workflows.services import notifications
+
+    params = {"task": "Supervisor review / 主管审核", "task_id": 42, "business_key": "Q-2026-00001",
+              "customer": "华东机械", "role": "supervisor", "due_at": None}
+    monkeypatch.delenv("LVYUE_BASE_URL", raising=False)
+    _, body = notifications.render("task_arrived", params, "zh-CN")
+    assert "/tasks/42" not in body
+    monkeypatch.setenv("LVYUE_BASE_URL", "https://lvyue.example.com/")
+    _, zh = notifications.render("task_arrived", params, "zh-CN")
+    _, en = notifications.render("task_arrived", params, "en")
+    assert "打开：https://lvyue.example.com/tasks/42" in zh and "Open: https://lvyue.example.com/tasks/42" in en

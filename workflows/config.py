@@ -22,6 +22,12 @@ def bpmn_dir() -> Path:
     return Path(os.environ.get("LVYUE_BPMN_DIR") or PROJECT_ROOT / "bpmn")
 
 
+def base_url() -> str | None:
+    """Where people reach the web app (``https://lvyue.example.com``): e-mails link to their task."""
+    url = os.environ.get("LVYUE_BASE_URL", "").strip().rstrip("/")
+    return url or None
+
+
 def business_tz() -> str:
     return os.environ.get("LVYUE_BUSINESS_TZ", "Asia/Shanghai")
 

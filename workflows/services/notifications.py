@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from models import Instance, Notification, OutboxEmail, TaskRow, User, UserRole
 
+from .. import config
 from ..bilingual import language_of, name_in
 from ..runtime import Runtime
 from .accounts import ROLES, TEAM_SCOPED_ROLES
@@ -154,7 +155,11 @@ def render(kind: str, params: dict[str, Any], language: str, user: str = "",
         "customer": params.get("customer") or none, "due": due or none, "task_id": params.get("task_id") or none,
         "by": params.get("by") or none, "reason": params.get("reason") or none,
     }
-    return subject.format(**values)[:300], body.format(**values)
+    text = body.format(**values)
+    base = config.base_url()
+    if base and params.get("task_id"):
+        text += ("\nOpen: " if lang == "en" else "\n打开：") + f"{base}/tasks/{params['task_id']}\n"
+    return subject.format(**values)[:300], text
 
 
 def _conn(conn_or_session: Connection | Session) -> Connection:
