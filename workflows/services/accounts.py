@@ -45,6 +45,13 @@ def in_team(user_team: str | None, role: str, contract_team: str | None) -> bool
     """May a user of ``user_team`` do ``role``'s work on a contract of ``contract_team``?"""
     return role not in TEAM_SCOPED_ROLES or user_team is None or contract_team is None or user_team == contract_team
 
+
+def supervises(user: UserView, contract_team: str | None) -> bool:
+    """Does ``user`` oversee contracts of ``contract_team``: the director all, a supervisor or manager their
+    own team's (or every team's when they have none)?"""
+    return "director" in user.roles or (
+        bool(user.roles & SUPERVISORY_ROLES) and (user.team is None or user.team == contract_team))
+
 # username, display name, roles, team
 DEMO_USERS: list[tuple[str, str, list[str], str | None]] = [
     ("rep1", "王小明 Wang Xiaoming", ["sales_rep"], "east"),

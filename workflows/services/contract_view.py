@@ -11,7 +11,7 @@ from models import AuditEvent, Instance, TaskRow
 
 from ..runtime import Runtime
 from . import instances
-from .accounts import SUPERVISORY_ROLES, UserView, in_team
+from .accounts import SUPERVISORY_ROLES, UserView, in_team, supervises
 from .deployments import package_for
 from .errors import NotFound, PermissionDenied
 from .paging import Page
@@ -40,9 +40,7 @@ AFTER_DELIVERY_STAGES = ("delivery", "after_sales", "collection", "done")
 
 
 def may_view(rt: Runtime, s, user: UserView, inst: Instance) -> bool:
-    if user.roles & {"director", "compliance", "admin", "process_owner"}:
-        return True
-    if user.roles & SUPERVISORY_ROLES and (user.team is None or user.team == inst.team):
+    if user.roles & {"compliance", "admin", "process_owner"} or supervises(user, inst.team):
         return True
     if inst.started_by_id == user.id:
         return True

@@ -15,12 +15,11 @@ from models import AuditEvent, Instance, TaskRow
 from ..forms import to_form_values
 from ..runtime import Runtime
 from . import instances
-from .accounts import SUPERVISORY_ROLES, UserView, in_team, users_with_role
+from .accounts import UserView, in_team, supervises, users_with_role
 from .deployments import package_for
 from .errors import PermissionDenied
 from .tasks import TaskItem, get_task
 
-OVERSIGHT_ROLES = SUPERVISORY_ROLES | {"compliance", "admin"}
 # decisions are never pre-filled from an earlier pass: an approver must choose again after a send-back
 _NOT_PREFILLED_SUFFIXES = ("_decision",)
 
@@ -59,9 +58,7 @@ def may_view_task(user: UserView, item: TaskItem, team: str | None) -> bool:
         return True
     if item.role in user.roles and in_team(user.team, item.role, team):
         return True
-    if "director" in user.roles or user.roles & {"compliance", "admin"}:
-        return True
-    return bool(user.roles & SUPERVISORY_ROLES) and (user.team is None or user.team == team)
+    return bool(user.roles & {"compliance", "admin"}) or supervises(user, team)
 
 
 def recent_history(rt: Runtime, instance_id: int, limit: int = 50) -> tuple[list[HistoryEntry], int]:
@@ -96,12 +93,10 @@ def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
     is_open = item.status == "open"
     holder = item.assignee == user.username
     has_role = item.role in user.roles and in_team(user.team, item.role, team)
-    boss = bool(user.roles & SUPERVISORY_ROLES) and (
-        "director" in user.roles or user.team is None or team is None or user.team == team)
     detail.may_claim = is_open and item.assignee is None and has_role
     detail.may_unclaim = is_open and holder
     detail.may_complete = is_open and (holder or (item.assignee is None and has_role))
-    detail.may_reassign = is_open and (holder or (item.assignee is None and has_role) or boss)
+    detail.may_reassign = is_open and (holder or (item.assignee is None and has_role) or supervises(user, team))
     if detail.may_reassign:
         detail.candidates = [u for u in users_with_role(rt, item.role)
                              if u.username != item.assignee and in_team(u.team, item.role, team)]

@@ -28,7 +28,7 @@ from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
 from . import audit
 from . import statements as sql
-from .accounts import SUPERVISORY_ROLES, TEAM_SCOPED_ROLES, UserView, in_team
+from .accounts import SUPERVISORY_ROLES, TEAM_SCOPED_ROLES, UserView, in_team, supervises
 from .deployments import package_for
 from .errors import (
     Conflict,
@@ -76,7 +76,6 @@ def _item_query():
         assignee, assignee.id == TaskRow.assignee_id)
 
 
-SCOPES = ("mine", "roles", "team", "open")
 SORTS = {
     "due": (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id),
     "created": (TaskRow.created_at, TaskRow.id),
@@ -85,7 +84,6 @@ SORTS = {
     "-amount": (Instance.amount.is_(None), Instance.amount.desc(), TaskRow.id),
     "customer": (Instance.customer_name, TaskRow.id),
 }
-DUE_FILTERS = ("overdue", "today", "week", "none")
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,7 @@ class QueueFilter:
 
 
 def _scope_where(user: UserView, scope: str) -> list:
-    """Conditions on task rows alone; a team is matched through ``ix_instances_team`` without a join."""
+    """Conditions on task rows alone (each row carries its contract's team), so counts need no join."""
     where = [TaskRow.status == "open"]
     if scope == "mine":
         where.append(TaskRow.assignee_id == user.id)
@@ -250,10 +248,6 @@ def _deployment_of(s: Session, instance_id: int) -> int:
     return s.scalar(select(Instance.deployment_id).where(Instance.id == instance_id))
 
 
-def _team_of(s: Session, instance_id: int) -> str | None:
-    return s.scalar(select(Instance.team).where(Instance.id == instance_id))
-
-
 def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView, team: str | None) -> None:
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
@@ -277,7 +271,7 @@ def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
         _require_open(s, row)
         if row.assignee_id == user.id:
             return get_task_in(s, task_id)
-        _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user, _team_of(s, row.instance_id))
+        _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user, row.team)
         row.assignee_id, row.claimed_at = user.id, now
         audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
@@ -307,11 +301,10 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
     with rt.write() as s:
         row = _load_row(rt, s, task_id)
         _require_open(s, row)
-        team = _team_of(s, row.instance_id)
-        boss = bool(user.roles & SUPERVISORY_ROLES) and (
-            "director" in user.roles or user.team is None or team is None or user.team == team)
+        team = row.team
         holder_or_boss = row.assignee_id == user.id or (
-            row.assignee_id is None and row.role in user.roles and in_team(user.team, row.role, team)) or boss
+            row.assignee_id is None and row.role in user.roles and in_team(user.team, row.role, team)) or supervises(
+            user, team)
         if not holder_or_boss:
             raise PermissionDenied(f"only the holder of '{row.name}' or a supervisor of its team may reassign it")
         target = s.scalar(select(User).where(User.username == to_username, User.active.is_(True)))
