@@ -118,6 +118,15 @@ class ProcessPackage:
         return self.processes[process_id].user_tasks[spec_id]
 
     @property
+    def four_eyes_specs(self) -> frozenset[str]:
+        """User tasks under a four-eyes rule (never routed straight back to who did them before)."""
+        specs = self.__dict__.get("_four_eyes_specs")
+        if specs is None:
+            specs = self.__dict__["_four_eyes_specs"] = frozenset(
+                spec for p in self.processes.values() for spec, t in p.user_tasks.items() if t.four_eyes_exclude)
+        return specs
+
+    @property
     def node_names(self) -> dict[str, str]:
         """The BPMN name of every named element (tasks, events, gateways), by id: for paths and histories."""
         names = self.__dict__.get("_node_names")

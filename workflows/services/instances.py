@@ -93,17 +93,12 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
             deployment_id=deployment_id, process_key=process_key, status="running", business_key=key,
             started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
             customer_name=customer, team=user.team))
-        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=user.team)
-        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False,
-                               actor_id=user.id, claim_roles=user.roles if claim_first else frozenset())
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
                      data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
                            "data": data})
-        if claim_first:
-            for task_id, spec_id, role in s.execute(select(TaskRow.id, TaskRow.spec_id, TaskRow.role).where(
-                    TaskRow.instance_id == instance_id, TaskRow.assignee_id == user.id)):
-                audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=role,
-                             instance_id=instance_id, task_id=task_id, spec_id=spec_id)
+        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=user.team)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False, actor=user,
+                               claim_first=claim_first)
         result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids)
     rt.keep_workflow(result.instance_id, result.version, workflow)
     return result

@@ -28,6 +28,7 @@ from ..engine.package import ProcessPackage
 from ..runtime import Runtime
 from . import audit, notifications
 from . import statements as sql
+from .accounts import UserView
 from .errors import ProcessError, RaceLost
 
 MAX_STATE_CHARS = 5_000_000
@@ -74,18 +75,19 @@ def has_timers(workflow: BpmnWorkflow) -> bool:
 
 def persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
                  stepped: runner.StepResult, now: datetime, had_timers: bool,
-                 actor_id: int | None = None, claim_roles: frozenset[str] = frozenset()) -> StepOutcome:
-    """``actor_id``: the user whose action caused the step (not notified of the tasks it made);
-    ``None`` for the timer worker. ``claim_roles``: the first new task of one of these roles is assigned
-    to the actor at once (a rep who starts a quote prepares it; nobody else is told of it)."""
+                 actor: UserView | None = None, claim_first: bool = False) -> StepOutcome:
+    """``actor``: the user whose action caused the step (not notified of the tasks it made); ``None`` for
+    the timer worker. ``claim_first``: the first new task of one of the actor's roles is theirs at once,
+    recorded as their claim (a rep who starts a quote prepares it; nobody else is told of it)."""
     with using_clock(rt.clock):  # due dates and timer values read the runtime's clock too
-        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor_id, claim_roles)
+        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor, claim_first)
 
 
 def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
                   stepped: runner.StepResult, now: datetime, had_timers: bool,
-                  actor_id: int | None = None, claim_roles: frozenset[str] = frozenset()) -> StepOutcome:
+                  actor: UserView | None = None, claim_first: bool = False) -> StepOutcome:
     conn = s.connection()
+    actor_id = actor.id if actor is not None else None
     dropped = stepped.dropped
     ready = {str(t.id): t for t in runner.ready_user_tasks(workflow)}
     open_rows = conn.execute(sql.OPEN_TASKS, {"instance_id": inst.id}).all()
@@ -98,10 +100,11 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     known = {r.task_uuid for r in open_rows}
     new_rows = [_task_row(rt, inst, package, task_id, task, now) for task_id, task in ready.items()
                 if task_id not in known]
-    if claim_roles and actor_id is not None:
-        mine = next((row for row in new_rows if row["role"] in claim_roles), None)
-        if mine is not None:
-            mine["assignee_id"], mine["claimed_at"] = actor_id, now
+    claimed = None
+    if claim_first and actor is not None:
+        claimed = next((row for row in new_rows if row["role"] in actor.roles), None)
+        if claimed is not None:
+            claimed["assignee_id"], claimed["claimed_at"] = actor.id, now
     returned = _return_to_previous_holders(conn, inst, package, new_rows, now) if new_rows and actor_id else []
     if new_rows:
         outcome.new_task_ids = list(conn.scalars(sql.INSERT_TASKS, new_rows))
@@ -146,17 +149,23 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     if result.rowcount != 1:
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
     if outcome.new_task_ids:
+        made = list(zip(outcome.new_task_ids, new_rows, strict=True))
         # rows that already have a holder (claimed on start, returned to their author) are nobody else's news
-        unheld = [i for i, row in zip(outcome.new_task_ids, new_rows, strict=True) if row["assignee_id"] is None]
+        unheld = [task_id for task_id, row in made if row["assignee_id"] is None]
         if unheld:
             escalated = _escalated_task_ids(outcome, new_rows, ready)
             notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalation=escalated,
                                        business_tz=rt.business_tz)
-        if returned:
-            pairs = [(outcome.new_task_ids[new_rows.index(row)], row) for row in returned]
+        back = {id(row) for row in returned}
+        pairs = [(task_id, row) for task_id, row in made if id(row) in back]
+        if pairs:
             notifications.on_returned(conn, pairs, inst.id, inst.customer_name, actor_id, now,
                                       business_tz=rt.business_tz)
-            for task_id, row in pairs:  # the routing is on the record, like any other assignment
+        for task_id, row in made:  # assignments made here are on the record, like any other
+            if row is claimed:
+                audit.record(s, now, "claim", actor_id=actor.id, actor=actor.username, role=row["role"],
+                             instance_id=inst.id, task_id=task_id, spec_id=row["spec_id"])
+            elif id(row) in back:
                 audit.record(s, now, "return", role=row["role"], instance_id=inst.id, task_id=task_id,
                              spec_id=row["spec_id"], data={"assignee_id": row["assignee_id"]})
     inst.version = outcome.version
@@ -167,9 +176,8 @@ def _return_to_previous_holders(conn, inst: LiveInstance, package: ProcessPackag
                                 now: datetime) -> list[dict]:
     """A task made again for a spec someone already completed on this contract (a send-back) goes straight
     to that person if they still hold the role, not back into the queue. Not for four-eyes tasks."""
-    four_eyes = {spec for p in package.processes.values() for spec, t in p.user_tasks.items() if t.four_eyes_exclude}
     candidates = {row["spec_id"]: row for row in new_rows
-                  if row["assignee_id"] is None and row["spec_id"] not in four_eyes}
+                  if row["assignee_id"] is None and row["spec_id"] not in package.four_eyes_specs}
     if not candidates:
         return []
     holders = dict(conn.execute(sql.PREVIOUS_HOLDERS, {"instance_id": inst.id, "spec_ids": list(candidates)}).all())

@@ -17,7 +17,7 @@ from ..runtime import Runtime
 from . import instances
 from .accounts import UserView, in_team, supervises, users_with_role
 from .deployments import package_for
-from .errors import PermissionDenied
+from .errors import NotFound, PermissionDenied
 from .tasks import TaskItem, get_task
 
 # decisions are never pre-filled from an earlier pass: an approver must choose again after a send-back
@@ -74,9 +74,9 @@ def recent_history(rt: Runtime, instance_id: int, limit: int = 50) -> tuple[list
 def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
     item = get_task(rt, task_id)
     with rt.read() as s:
-        team, deployment_id = s.execute(select(Instance.team, Instance.deployment_id)
-                                        .where(Instance.id == item.instance_id)).one()
-        completed_by = s.scalar(select(TaskRow.completed_by_id).where(TaskRow.id == task_id))
+        team, completed_by, deployment_id = s.execute(
+            select(TaskRow.team, TaskRow.completed_by_id, Instance.deployment_id)
+            .join(Instance, Instance.id == TaskRow.instance_id).where(TaskRow.id == task_id)).one()
     if not may_view_task(user, item, team) and completed_by != user.id:
         raise PermissionDenied(f"task #{task_id} belongs to the role '{item.role}'")
     package = package_for(rt, deployment_id)
@@ -109,7 +109,5 @@ def form_schema(rt: Runtime, task_id: int) -> dict[str, Any]:
         row = s.execute(select(TaskRow.form, Instance.deployment_id).join(Instance, Instance.id == TaskRow.instance_id)
                         .where(TaskRow.id == task_id)).first()
     if row is None:
-        from .errors import NotFound
-
         raise NotFound(f"no task #{task_id}")
     return package_for(rt, row.deployment_id).forms[row.form]

@@ -385,7 +385,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         done = conn.execute(sql.COMPLETE_TASK, {"task_id": row.id, "now": now, "user_id": user.id})
         if done.rowcount != 1:
             raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
-        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor_id=user.id)
+        outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor=user)
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                      data={"form": cleaned, "changes": audit.changes(before, after)})
