@@ -29,8 +29,6 @@ from ..runtime import Runtime
 from .accounts import ROLES, TEAM_SCOPED_ROLES
 from .paging import Page
 
-KINDS = ("task_arrived", "escalation", "task_reassigned")
-LANGUAGES = ("zh-CN", "en")
 DEFAULT_TZ = "Asia/Shanghai"
 
 # kind -> language -> (subject, body); filled with str.format from the notification's params plus
@@ -95,6 +93,14 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 _NONE = {"en": "-", "zh-CN": "无"}
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    id: int
+    email: str | None
+    language: str
+    display_name: str
 _ROLE_NAMES = {code: {"en": en, "zh-CN": zh} for code, en, zh in ROLES}
 
 # one row per (new task, holder of its role); the actor is dropped in Python so the statement stays constant
@@ -166,63 +172,63 @@ def _conn(conn_or_session: Connection | Session) -> Connection:
     return conn_or_session.connection() if isinstance(conn_or_session, Session) else conn_or_session
 
 
-def _params(row, due_at: datetime | None) -> dict[str, Any]:
-    return {"task": row.name, "task_id": row.task_id, "business_key": row.business_key,
-            "customer": row.customer_name, "role": row.role,
-            "due_at": due_at.isoformat() if due_at is not None else None}
-
-
-def _write(conn: Connection, notes: list[dict[str, Any]], mails: list[tuple[int, dict[str, Any]]],
-           need_ids: bool = False) -> list[int] | None:
-    """Insert ``notes`` and, for ``mails`` (index into notes, outbox row), the outbox rows linked to them.
-    Returns the notifications' ids if they were read back (to link e-mails, or ``need_ids``)."""
+def _write(conn: Connection, notes: list[dict[str, Any]], mails: list[tuple[int, dict[str, Any]]]) -> None:
+    """Insert ``notes`` and, for ``mails`` (index into notes, outbox row), the outbox rows linked to them."""
     if not notes:
-        return []
-    if not mails and not need_ids:
+        return
+    if not mails:
         conn.execute(_INSERT_NOTIFICATIONS_PLAIN, notes)
-        return None
+        return
     returned = {(r.user_id, r.task_id): r.id for r in conn.execute(_INSERT_NOTIFICATIONS, notes)}
-    ids = [returned[(n["user_id"], n["task_id"])] for n in notes]
-    if mails:
-        for index, mail in mails:
-            mail["notification_id"] = ids[index]
-        conn.execute(_INSERT_OUTBOX, [mail for _, mail in mails])
-    return ids
+    for index, mail in mails:
+        note = notes[index]
+        mail["notification_id"] = returned[(note["user_id"], note["task_id"])]
+    conn.execute(_INSERT_OUTBOX, [mail for _, mail in mails])
 
 
-def _mail(to_addr: str, kind: str, params: dict[str, Any], language: str, user: str, now: datetime,
-          business_tz: str) -> dict[str, Any]:
-    subject, body = render(kind, params, language, user, business_tz)
-    return dict(to_addr=to_addr, subject=subject, body=body, status="pending", attempts=0, created_at=now,
-                next_attempt_at=now, sent_at=None, last_error=None)
+class _Batch:
+    """The notifications (and e-mails) one step writes, built row by row and inserted together."""
+
+    def __init__(self, now: datetime, business_tz: str) -> None:
+        self.now, self.business_tz = now, business_tz
+        self.notes: list[dict[str, Any]] = []
+        self.mails: list[tuple[int, dict[str, Any]]] = []
+
+    def add(self, recipient, kind: str, *, task_id: int, name: str, role: str, due_at: datetime | None,
+            instance_id: int, business_key: str | None, customer: str | None, **extra: Any) -> None:
+        """``recipient`` has id, email, language and display_name; ``extra`` adds ``by``/``reason``."""
+        params = {"task": name, "task_id": task_id, "business_key": business_key, "customer": customer,
+                  "role": role, "due_at": due_at.isoformat() if due_at is not None else None, **extra}
+        if recipient.email:
+            subject, body = render(kind, params, recipient.language, recipient.display_name, self.business_tz)
+            self.mails.append((len(self.notes), dict(
+                to_addr=recipient.email, subject=subject, body=body, status="pending", attempts=0,
+                created_at=self.now, next_attempt_at=self.now, sent_at=None, last_error=None)))
+        self.notes.append(dict(user_id=recipient.id, kind=kind, task_id=task_id, instance_id=instance_id,
+                               params=params, created_at=self.now, read_at=None))
+
+    def write(self, conn: Connection) -> int:
+        _write(conn, self.notes, self.mails)
+        return len(self.notes)
 
 
 def on_new_tasks(conn_or_session: Connection | Session, task_ids: Collection[int], now: datetime,
-                 actor_id: int | None = None, escalation: bool | Collection[int] = False,
+                 actor_id: int | None = None, escalated: Collection[int] = (),
                  business_tz: str = DEFAULT_TZ) -> int:
     """Notify every active person (not service accounts) holding the role of each new task, except
-    ``actor_id`` who caused the step. ``escalation``: True if every task was made by an escalation,
-    or the ids of those that were; their notifications are of kind ``escalation``. Returns the number of
-    notifications written."""
+    ``actor_id`` who caused the step; tasks in ``escalated`` (made by an escalation) are announced as
+    such. Returns the number of notifications written."""
     if not task_ids:
         return 0
     conn = _conn(conn_or_session)
-    rows = conn.execute(_RECIPIENTS, {"task_ids": list(task_ids)}).all()
-    escalated = escalation if not isinstance(escalation, bool) else ()
-    notes: list[dict[str, Any]] = []
-    mails: list[tuple[int, dict[str, Any]]] = []
-    for row in rows:
-        if row.user_id == actor_id:
-            continue
-        kind = "escalation" if escalation is True or row.task_id in escalated else "task_arrived"
-        params = _params(row, row.due_at)
-        if row.email:
-            mails.append((len(notes), _mail(row.email, kind, params, row.language, row.display_name, now,
-                                            business_tz)))
-        notes.append(dict(user_id=row.user_id, kind=kind, task_id=row.task_id, instance_id=row.instance_id,
-                          params=params, created_at=now, read_at=None))
-    _write(conn, notes, mails)
-    return len(notes)
+    batch = _Batch(now, business_tz)
+    for row in conn.execute(_RECIPIENTS, {"task_ids": list(task_ids)}):
+        if row.user_id != actor_id:
+            batch.add(_Recipient(row.user_id, row.email, row.language, row.display_name),
+                      "escalation" if row.task_id in escalated else "task_arrived",
+                      task_id=row.task_id, name=row.name, role=row.role, due_at=row.due_at,
+                      instance_id=row.instance_id, business_key=row.business_key, customer=row.customer_name)
+    return batch.write(conn)
 
 
 def on_returned(conn: Connection, returned: list[tuple[int, dict[str, Any]]], instance_id: int,
@@ -232,44 +238,29 @@ def on_returned(conn: Connection, returned: list[tuple[int, dict[str, Any]]], in
     people = {r.id: r for r in conn.execute(_RETURN_PEOPLE, {
         "ids": sorted({actor_id} | {row["assignee_id"] for _, row in returned}), "instance_id": instance_id})}
     actor = people.get(actor_id)
-    notes: list[dict[str, Any]] = []
-    mails: list[tuple[int, dict[str, Any]]] = []
+    batch = _Batch(now, business_tz)
     for task_id, row in returned:
         target = people.get(row["assignee_id"])
-        if target is None or actor is None or target.id == actor_id:
-            continue
-        due = row["due_at"]
-        params = {"task": row["name"], "task_id": task_id, "business_key": target.business_key,
-                  "customer": customer, "role": row["role"], "due_at": due.isoformat() if due else None,
-                  "by": actor.username, "reason": ""}
-        if target.email:
-            mails.append((len(notes), _mail(target.email, "task_reassigned", params, target.language,
-                                            target.display_name, now, business_tz)))
-        notes.append(dict(user_id=target.id, kind="task_reassigned", task_id=task_id, instance_id=instance_id,
-                          params=params, created_at=now, read_at=None))
-    _write(conn, notes, mails)
-    return len(notes)
+        if target is not None and actor is not None and target.id != actor_id:
+            batch.add(target, "task_reassigned", task_id=task_id, name=row["name"], role=row["role"],
+                      due_at=row["due_at"], instance_id=instance_id, business_key=target.business_key,
+                      customer=customer, by=actor.username, reason="")
+    return batch.write(conn)
 
 
 def on_reassigned(session: Session, task_row: TaskRow, target_user_id: int, by_username: str, reason: str,
-                  now: datetime, business_tz: str = DEFAULT_TZ) -> int | None:
+                  now: datetime, business_tz: str = DEFAULT_TZ) -> None:
     """A ``task_reassigned`` notification (and e-mail) for the new holder of ``task_row``. Nothing when
-    someone hands a task to themselves. Returns the notification's id."""
+    someone hands a task to themselves."""
     conn = _conn(session)
     target = conn.execute(_REASSIGN_TARGET, {"instance_id": task_row.instance_id, "user_id": target_user_id}).first()
     if target is None or not target.active or target.service_account or target.username == by_username:
-        return None
-    params = {"task": task_row.name, "task_id": task_row.id, "business_key": target.business_key,
-              "customer": target.customer_name, "role": task_row.role,
-              "due_at": task_row.due_at.isoformat() if task_row.due_at is not None else None,
-              "by": by_username, "reason": reason}
-    mails = []
-    if target.email:
-        mails.append((0, _mail(target.email, "task_reassigned", params, target.language, target.display_name, now,
-                               business_tz)))
-    note = dict(user_id=target.id, kind="task_reassigned", task_id=task_row.id, instance_id=task_row.instance_id,
-                params=params, created_at=now, read_at=None)
-    return _write(conn, [note], mails, need_ids=True)[0]
+        return
+    batch = _Batch(now, business_tz)
+    batch.add(target, "task_reassigned", task_id=task_row.id, name=task_row.name, role=task_row.role,
+              due_at=task_row.due_at, instance_id=task_row.instance_id, business_key=target.business_key,
+              customer=target.customer_name, by=by_username, reason=reason)
+    batch.write(conn)
 
 
 # --- reading the inbox ---------------------------------------------------------------------------------

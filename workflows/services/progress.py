@@ -154,7 +154,7 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         unheld = [task_id for task_id, row in made if row["assignee_id"] is None]
         if unheld:
             escalated = _escalated_task_ids(outcome, new_rows, ready)
-            notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalation=escalated,
+            notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalated=escalated,
                                        business_tz=rt.business_tz)
         back = {id(row) for row in returned}
         pairs = [(task_id, row) for task_id, row in made if id(row) in back]
