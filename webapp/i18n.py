@@ -110,9 +110,9 @@ def fmt_number(value) -> str:
 def fmt_date(value) -> str:
     if value is None or value == "":
         return ""
-    if isinstance(value, str):
+    if isinstance(value, str):  # a date, or a datetime as notifications store them (ISO 8601)
         try:
-            value = date.fromisoformat(value)
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError:
             return value
     if isinstance(value, datetime):
@@ -140,24 +140,12 @@ def fmt_duration(delta) -> str:
     return gettext("%(m)sm", m=minutes)
 
 
-def localized(node: dict | None, key: str = "title") -> str:
-    """A schema or option label in the current language (``x-i18n``), falling back to English."""
-    if not node:
-        return ""
-    lang = get_language()
-    if lang != "en":
-        text = (node.get("x-i18n") or {}).get(lang, {}).get(key)
-        if text:
-            return text
-    return node.get(key) or ""
-
-
 def init_app(app: Flask) -> None:
     app.extensions["lvyue_i18n"] = load_catalogs()
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(gettext, ngettext, newstyle=True)
     app.jinja_env.filters.update(money=fmt_money, number=fmt_number, date=fmt_date, datetime=fmt_datetime,
-                                 duration=fmt_duration, localized=localized)
+                                 duration=fmt_duration)
 
     @app.context_processor
     def _language():

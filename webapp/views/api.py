@@ -20,7 +20,7 @@ from workflows.services.errors import InvalidInput, ServiceError
 
 from .. import csrf
 from ..openapi import build_openapi
-from .common import money_arg, rt
+from .common import queue_filter_arg, rt
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
@@ -159,10 +159,7 @@ def list_tasks():
     scope = request.args.get("scope") or "mine"
     if scope not in SCOPES:
         raise InvalidInput(f"unknown queue '{scope}'", {"scope": "must be mine, roles or team"})
-    filters = tasks.QueueFilter(stage=request.args.get("stage") or None,
-                                customer=(request.args.get("customer") or "").strip()[:100] or None,
-                                amount_min=money_arg("amount_min"), amount_max=money_arg("amount_max"),
-                                due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
+    filters = queue_filter_arg()
     page = tasks.list_tasks(rt(), api_user(), scope, page=_int_arg("page", 1, 1, 100_000),
                             per_page=_int_arg("per_page", 25, 1, 200), filters=filters)
     return jsonify(items=[task_json(t) for t in page.items], total=page.total, page=page.page,

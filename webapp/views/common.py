@@ -11,6 +11,7 @@ from flask_login import current_user
 from workflows.runtime import Runtime
 from workflows.services.accounts import UserView
 from workflows.services.errors import InvalidInput
+from workflows.services.tasks import QueueFilter
 
 
 def rt() -> Runtime:
@@ -43,6 +44,14 @@ def say(message: str) -> str:
     from ..messages import localize_message
 
     return localize_message(message, get_language())
+
+
+def queue_filter_arg() -> QueueFilter:
+    """The queue filters of the query string (the queue page and the API read the same ones)."""
+    return QueueFilter(stage=request.args.get("stage") or None,
+                       customer=(request.args.get("customer") or "").strip()[:100] or None,
+                       amount_min=money_arg("amount_min"), amount_max=money_arg("amount_max"),
+                       due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
 
 
 def money_arg(name: str) -> Decimal | None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from workflows.services import notifications
 
-from ..i18n import get_language, ngettext
+from ..i18n import ngettext
 from .common import me, page_arg, rt, safe_next
 
 bp = Blueprint("inbox", __name__)
@@ -21,17 +20,8 @@ bp = Blueprint("inbox", __name__)
 def index():
     unread_only = request.args.get("show") == "unread"
     page = notifications.inbox(rt(), me().id, page=page_arg(), per_page=20, unread_only=unread_only)
-    lang = get_language()
     return render_template("inbox.html", page=page, unread_only=unread_only,
-                           args={"show": "unread"} if unread_only else {},
-                           task_name=lambda name: notifications.task_name(name or "", lang), as_datetime=_as_datetime)
-
-
-def _as_datetime(value: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
+                           args={"show": "unread"} if unread_only else {})
 
 
 @bp.post("/inbox/read")

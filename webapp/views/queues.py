@@ -7,7 +7,7 @@ from flask_login import current_user, login_required
 
 from workflows.services import tasks
 
-from .common import me, money_arg, page_arg, rt
+from .common import me, page_arg, queue_filter_arg, rt
 
 bp = Blueprint("queues", __name__)
 
@@ -25,10 +25,7 @@ def index():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "roles", "team"):
         abort(404)
-    filters = tasks.QueueFilter(stage=request.args.get("stage") or None,
-                                customer=(request.args.get("customer") or "").strip()[:100] or None,
-                                amount_min=money_arg("amount_min"), amount_max=money_arg("amount_max"),
-                                due=request.args.get("due") or None, sort=request.args.get("sort") or "due")
+    filters = queue_filter_arg()
     page = tasks.list_tasks(rt(), me(), scope, page=page_arg(), per_page=20, filters=filters)
     args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}  # for the pager's links
     return render_template("queues.html", scope=scope, page=page, filters=filters, args=args,

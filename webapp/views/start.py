@@ -29,7 +29,7 @@ def _render(options, chosen: str | None = None, values=None, errors=None, proble
     """The start page. The chosen form shows what was typed and its errors; the others may be pre-filled
     from the query string (the contract page links to a complaint with its key filled in)."""
     lang = get_language()
-    shown = {k: formrender.localize_error(say(v), lang) for k, v in (errors or {}).items()}
+    shown = {k: say(v) for k, v in (errors or {}).items()}  # build_form localizes validation messages
     prefill = request.args.to_dict() or None
     forms = {}
     for o in options:

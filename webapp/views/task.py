@@ -24,7 +24,7 @@ def _render(task_id: int, values: dict | None = None, errors: dict | None = None
             status: int = 200):
     detail = task_detail.task_detail(rt(), task_id, me())
     lang = get_language()
-    shown_errors = {k: formrender.localize_error(say(v), lang) for k, v in (errors or {}).items()}
+    shown_errors = {k: say(v) for k, v in (errors or {}).items()}  # build_form localizes validation messages
     form = formrender.build_form(detail.schema, detail.ui_schema, detail.values if values is None else values,
                                  shown_errors, lang)
     instructions = formrender.render_instructions(detail.instructions, detail.data) if detail.instructions else None

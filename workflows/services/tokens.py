@@ -18,7 +18,7 @@ from models import ApiToken, User
 
 from ..runtime import Runtime
 from . import audit
-from .accounts import UserRecord, UserView, _view, get_user_record, require_admin
+from .accounts import UserRecord, UserView, _actor_fields, _view, get_user_record, require_admin
 from .errors import Conflict, InvalidInput, NotFound
 
 TOKEN_PREFIX = "lvy_"
@@ -55,10 +55,6 @@ def hash_token(token: str) -> str:
 
 def _token_view(t: ApiToken) -> TokenView:
     return TokenView(t.id, t.user_id, t.name, t.created_at, t.last_used_at, t.revoked_at)
-
-
-def _actor_fields(actor: UserView | None) -> dict:
-    return {"actor_id": actor.id if actor else None, "actor": actor.username if actor else "system"}
 
 
 def issue_token(rt: Runtime, user_id: int, name: str, actor: UserView | None) -> str:
