@@ -267,12 +267,10 @@ class Builder:
                 when, _, idx = heapq.heappop(self.events)
                 c = contracts[idx]
                 timers.catch_up(self.rt, self.clock, when)
-                self.clock.set(when)
                 self.step(c, when)
                 if c.done:
                     bar.update()
         timers.catch_up(self.rt, self.clock, NOW)
-        self.clock.set(NOW)
 
     def next_gap(self, c: Contract) -> float:
         return c.gaps[c.actions] if c.actions < len(c.gaps) else self.rng.uniform(4, 48)

@@ -233,29 +233,36 @@ def show(ctx: click.Context, key: str) -> None:
 def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
     """Fire due timers and send the e-mail outbox (safe to run several at once on PostgreSQL)."""
     rt = _runtime(ctx)
-    log = logging.getLogger("lvyue.worker")
     smtp = config.smtp_settings()
     if not smtp.enabled:
-        log.info("LVYUE_SMTP_HOST is not set: e-mails stay in the outbox")
+        logging.getLogger("lvyue.worker").info("LVYUE_SMTP_HOST is not set: e-mails stay in the outbox")
     while True:
-        report = timers.fire_due_timers(rt, worker=name)
-        if report.fired or report.errors:
-            log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
-                     report.instances, report.errors, report.conflicts)
-        sent = None
-        if smtp.enabled:
-            try:
-                sent = mail.send_due(rt, smtp)
-            except Exception:  # noqa: BLE001 - the database may be briefly away; timers must keep firing
-                log.exception("sending mail failed")
-            if sent is not None and sent.claimed:
-                log.info("mail: %s", sent)
+        report, sent = _worker_pass(rt, smtp, name)
         if once:
             click.echo(f"fired {report.fired} timer(s); {report.errors} error(s)")
             if sent is not None:
                 click.echo(str(sent))
             return
         time.sleep(interval)
+
+
+def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):
+    """One round of the worker: fire due timers, then send due mail (if SMTP is set). A mail failure is
+    logged and does not stop the timers; the next round retries."""
+    log = logging.getLogger("lvyue.worker")
+    report = timers.fire_due_timers(rt, worker=name)
+    if report.fired or report.errors:
+        log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
+                 report.instances, report.errors, report.conflicts)
+    sent = None
+    if smtp.enabled:
+        try:
+            sent = mail.send_due(rt, smtp)
+        except Exception:  # noqa: BLE001 - the database may be briefly away; timers must keep firing
+            log.exception("sending mail failed")
+        if sent is not None and sent.claimed:
+            log.info("mail: %s", sent)
+    return report, sent
 
 
 @main.command("send-mail")
@@ -296,17 +303,12 @@ def run(ctx: click.Context, host: str, port: int, with_worker: bool) -> None:
 
 
 def _background_worker(rt: Runtime, interval: float = 5.0) -> None:
-    log = logging.getLogger("lvyue.worker")
     smtp = config.smtp_settings()
     while True:
         try:
-            report = timers.fire_due_timers(rt, worker="web-worker")
-            if report.fired:
-                log.info("fired %d timer(s)", report.fired)
-            if smtp.enabled:
-                mail.send_due(rt, smtp)
+            _worker_pass(rt, smtp, "web-worker")
         except Exception:  # noqa: BLE001 - keep serving pages; the next pass retries
-            log.exception("background worker pass failed")
+            logging.getLogger("lvyue.worker").exception("background worker pass failed")
         time.sleep(interval)
 
 

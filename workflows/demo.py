@@ -135,7 +135,6 @@ class _Seeder:
                 for event in ordered:
                     when = self.base + event.offset
                     timers.catch_up(self.rt, clock, when, worker=DEMO_WORKER)
-                    clock.set(when)
                     try:
                         event.run()
                     except ServiceError as err:

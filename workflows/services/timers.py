@@ -117,16 +117,19 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
 
 def catch_up(rt: Runtime, clock: FrozenClock, until: datetime, worker: str = "worker") -> int:
     """Fire every timer due by ``until`` at its own due time (plus a minute), as a worker polling all along
-    would have, moving ``clock`` forward (never back). For replaying history: the demo data, benchmarks."""
+    would have, then leaves ``clock`` at ``until`` (it never moves back). For replaying history: the demo
+    data, benchmarks."""
     fired = 0
     while True:
         with rt.read() as s:
             due = s.scalar(select(func.min(Timer.due_at)).where(
                 Timer.status == "waiting", Timer.due_at <= until, Timer.attempts < MAX_ATTEMPTS))
         if due is None:
-            return fired
+            break
         clock.set(max(clock.now(), min(due + timedelta(minutes=1), until)))
         report = fire_due_timers(rt, worker=worker)
         if report.fired == 0:
-            return fired
+            break
         fired += report.fired
+    clock.set(max(clock.now(), until))
+    return fired
