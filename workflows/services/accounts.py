@@ -35,6 +35,7 @@ ROLES: list[tuple[str, str, str]] = [
 ]
 ROLE_CODES = {code for code, _, _ in ROLES}
 SUPERVISORY_ROLES = {"supervisor", "manager", "director"}
+LANGUAGE_CODES = ("zh-CN", "en")
 # sales roles work within their team: a rep or supervisor of one team never sees or acts on another team's
 # contracts; the others (legal, finance, delivery, after-sales, the director) serve the whole company.
 # A user without a team works for every team.
@@ -103,14 +104,20 @@ def create_user(rt: Runtime, username: str, password: str, roles: list[str], dis
     with rt.write() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
             raise InvalidInput(f"user '{username}' already exists")
-        user = User(username=username, display_name=display_name or username, email=email, team=team,
-                    password_hash=generate_password_hash(password, method=rt.password_method),
-                    language=language,
-                    created_at=rt.clock.now(), active=True)
-        user.roles = [UserRole(role_code=r) for r in sorted(set(roles))]
-        s.add(user)
-        s.flush()
-        return _view(user)
+        return _view(_insert_user(s, rt, rt.clock.now(), username, password, roles, display_name, team, email,
+                                  language))
+
+
+def _insert_user(s, rt: Runtime, now: datetime, username: str, password: str, roles: list[str],
+                 display_name: str | None, team: str | None, email: str | None, language: str,
+                 service_account: bool = False) -> User:
+    user = User(username=username, display_name=display_name or username, email=email, team=team,
+                password_hash=generate_password_hash(password, method=rt.password_method), language=language,
+                created_at=now, active=True, service_account=service_account)
+    user.roles = [UserRole(role_code=r) for r in sorted(set(roles))]
+    s.add(user)
+    s.flush()
+    return user
 
 
 def ensure_demo_users(rt: Runtime) -> list[UserView]:
@@ -197,7 +204,7 @@ def get_user_by_id(rt: Runtime, user_id: int) -> UserView | None:
 
 
 def set_language(rt: Runtime, user_id: int, language: str) -> None:
-    if language not in ("zh-CN", "en"):
+    if language not in LANGUAGE_CODES:
         raise InvalidInput("unknown language", {"language": "must be zh-CN or en"})
     with rt.write() as s:
         user = s.get(User, user_id)
@@ -217,7 +224,6 @@ def users_with_role(rt: Runtime, role: str) -> list[UserView]:
 
 # --- Administration: list, create and edit accounts (the admin pages and the shell) ---------------------
 
-LANGUAGE_CODES = ("zh-CN", "en")
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{1,79}")
 
 
@@ -320,12 +326,8 @@ def add_user(rt: Runtime, actor: UserView | None, username: str, password: str |
         with rt.write() as s:
             if s.scalar(select(User.id).where(User.username == username)) is not None:
                 raise InvalidInput("user name taken", {"username": "this user name is taken"})
-            user = User(username=username, display_name=display_name or username, email=email, team=team,
-                        password_hash=generate_password_hash(password, method=rt.password_method),
-                        language=language, created_at=now, active=True, service_account=service_account)
-            user.roles = [UserRole(role_code=r) for r in roles]
-            s.add(user)
-            s.flush()
+            user = _insert_user(s, rt, now, username, password, roles, display_name, team, email, language,
+                                service_account)
             audit.record(s, now, "user_created", **_actor_fields(actor),
                          data={"user_id": user.id, "username": username, "roles": roles, "team": team,
                                "service_account": service_account})
