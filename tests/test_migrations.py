@@ -20,7 +20,8 @@ from workflows.schema import alembic_config, upgrade
 from .conftest import PG_URL
 
 TABLES = {"roles", "users", "user_roles", "deployments", "deployment_files", "instances", "steps", "tasks", "timers",
-          "audit_events", "notifications", "outbox_emails", "api_tokens", "login_attempts"}
+          "audit_events", "notifications", "outbox_emails", "api_tokens", "login_attempts", "audit_chains",
+          "audit_anchors", "audit_anchor_entries"}
 
 
 @pytest.fixture
@@ -120,5 +121,32 @@ def test_task_team_is_backfilled_from_the_contract(blank_engine):
         with blank_engine.connect() as conn:
             assert conn.execute(text("SELECT team FROM tasks")).scalars().all() == ["east"]
         assert tasks.list_tasks(rt, accounts.get_user(rt, "sup1"), "team").total == 1
+    finally:
+        rt.dispose()
+
+
+def test_existing_events_are_chained_by_0005(blank_engine):
+    """A database with history from before the hash chain gets its events chained in id order: the whole
+    record verifies afterwards and new events follow on from the backfilled heads."""
+    from workflows import config
+    from workflows.runtime import Runtime
+    from workflows.services import accounts, deployments, integrity
+
+    from .conftest import FAST_HASH
+    from .flow import Flow, quote
+
+    upgrade(blank_engine)
+    rt = Runtime(blank_engine.url.render_as_string(hide_password=False), password_method=FAST_HASH)
+    try:
+        accounts.ensure_demo_users(rt)
+        deployments.deploy_path(rt, config.bpmn_dir())
+        flow = Flow(rt)
+        downgrade(blank_engine, "0004")
+        upgrade(blank_engine)
+        report = integrity.verify_all(rt)
+        assert report.ok and report.events >= 3, report.summary()
+        flow.act("prepare_quote", "rep1", quote())
+        report = integrity.verify_all(rt)
+        assert report.ok, report.summary()
     finally:
         rt.dispose()

@@ -1,0 +1,199 @@
+"""The audit record is tamper-evident: every change made to it in SQL behind the app's back is found,
+with the chain and the event where it breaks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import select, text
+
+from models import AuditChain, AuditEvent
+from workflows.services import audit, integrity
+
+from .flow import Flow, approve, quote
+
+
+@pytest.fixture
+def flow(rt, users):
+    f = Flow(rt, data={})
+    f.act("prepare_quote", "rep1", quote())
+    f.act("supervisor_review", "sup1", approve("supervisor"))
+    return f
+
+
+def _events(rt, instance_id):
+    with rt.read() as s:
+        return s.execute(select(AuditEvent.id, AuditEvent.seq, AuditEvent.action)
+                         .where(AuditEvent.instance_id == instance_id).order_by(AuditEvent.seq)).all()
+
+
+def _sql(rt, statement, **params):
+    with rt.engine.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def _verify(rt, flow):
+    return integrity.verify_instance(rt, flow.view().business_key)
+
+
+def test_an_untouched_history_verifies(rt, flow):
+    events = _events(rt, flow.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1)) and len(events) >= 3
+    report = _verify(rt, flow)
+    assert report.ok, report.summary()
+    assert report.events == len(events)
+    everything = integrity.verify_all(rt)
+    assert everything.ok, everything.summary()
+    assert everything.events == integrity.count_events(rt)
+
+
+def test_an_altered_event_is_found(rt, flow):
+    target = _events(rt, flow.id)[2]
+    _sql(rt, "UPDATE audit_events SET actor = 'mgr1' WHERE id = :id", id=target.id)
+    report = _verify(rt, flow)
+    assert [(b.kind, b.seq, b.event_id) for b in report.breaks] == [("altered", target.seq, target.id)]
+    assert f"event #{target.seq}" in report.breaks[0].message
+
+
+def test_altered_data_inside_the_json_is_found(rt, flow):
+    complete = next(e for e in _events(rt, flow.id) if e.action == "complete")
+    with rt.engine.begin() as conn:
+        data = conn.execute(select(AuditEvent.data).where(AuditEvent.id == complete.id)).scalar_one()
+        data["form"]["discount_pct"] = 40
+        conn.execute(AuditEvent.__table__.update().where(AuditEvent.id == complete.id).values(data=data))
+    kinds = [(b.kind, b.event_id) for b in _verify(rt, flow).breaks]
+    assert kinds == [("altered", complete.id)]
+
+
+def test_a_moved_timestamp_is_found(rt, flow):
+    target = _events(rt, flow.id)[1]
+    _sql(rt, "UPDATE audit_events SET at = at - INTERVAL '1 hour' WHERE id = :id" if rt.postgres else
+         "UPDATE audit_events SET at = datetime(at, '-1 hour') WHERE id = :id", id=target.id)
+    assert [b.kind for b in _verify(rt, flow).breaks] == ["altered"]
+
+
+def test_a_removed_event_is_found(rt, flow):
+    target = _events(rt, flow.id)[1]
+    _sql(rt, "DELETE FROM audit_events WHERE id = :id", id=target.id)
+    report = _verify(rt, flow)
+    assert report.breaks[0].kind == "removed" and report.breaks[0].seq == target.seq
+    assert f"event #{target.seq} is missing" in report.breaks[0].message
+
+
+def test_removing_the_last_events_is_found_from_the_head(rt, flow):
+    events = _events(rt, flow.id)
+    _sql(rt, "DELETE FROM audit_events WHERE id >= :id AND instance_id = :i", id=events[-2].id, i=flow.id)
+    report = _verify(rt, flow)
+    assert [(b.kind, b.seq) for b in report.breaks] == [("removed", events[-2].seq)]
+
+
+def test_removing_the_tail_and_rewinding_the_head_is_found_by_the_anchor(rt, flow):
+    integrity.anchor(rt)
+    events = _events(rt, flow.id)
+    last = events[-1]
+    with rt.read() as s:
+        prev_hash = s.scalar(select(AuditEvent.prev_hash).where(AuditEvent.id == last.id))
+    _sql(rt, "DELETE FROM audit_events WHERE id = :id", id=last.id)
+    _sql(rt, "UPDATE audit_chains SET seq = seq - 1, head = :h WHERE chain = :c", h=prev_hash,
+         c=audit.chain_of(flow.id))
+    report = _verify(rt, flow)
+    assert [(b.kind, b.seq) for b in report.breaks] == [("removed", last.seq)]
+    assert "anchor" in report.breaks[0].message
+
+
+def test_reordered_events_are_found(rt, flow):
+    a, b = _events(rt, flow.id)[1:3]
+    # swap their places in the chain (the unique (chain, seq) needs a detour through a free number)
+    _sql(rt, "UPDATE audit_events SET seq = -1 WHERE id = :id", id=a.id)
+    _sql(rt, "UPDATE audit_events SET seq = :s WHERE id = :id", s=a.seq, id=b.id)
+    _sql(rt, "UPDATE audit_events SET seq = :s WHERE id = :id", s=b.seq, id=a.id)
+    report = _verify(rt, flow)
+    assert "reordered" in {x.kind for x in report.breaks}
+    assert {x.seq for x in report.breaks} <= {a.seq, b.seq}
+
+
+def test_a_whole_deleted_history_is_found(rt, flow):
+    _sql(rt, "DELETE FROM audit_events WHERE instance_id = :i", i=flow.id)
+    report = integrity.verify_all(rt)
+    assert [(b.chain, b.kind, b.seq) for b in report.breaks] == [(audit.chain_of(flow.id), "removed", 1)]
+
+
+def test_verify_all_names_the_broken_chain_among_many(rt, users, flow):
+    other = Flow(rt, data={})
+    other.act("prepare_quote", "rep1", quote())
+    target = _events(rt, other.id)[0]
+    _sql(rt, "UPDATE audit_events SET role = 'director' WHERE id = :id", id=target.id)
+    seen = []
+    report = integrity.verify_all(rt, progress=seen.append)
+    assert [(b.chain, b.kind, b.event_id) for b in report.breaks] == [(audit.chain_of(other.id), "altered",
+                                                                       target.id)]
+    assert sum(seen) == report.events == integrity.count_events(rt)
+
+
+def test_anchors_chain_to_each_other_and_record_only_moved_chains(rt, users, flow):
+    first = integrity.anchor(rt)
+    assert first is not None and first.chains >= 2  # the instance and the system chain (deploy, users)
+    assert integrity.anchor(rt) is None  # nothing moved
+    Flow(rt, data={})
+    second = integrity.anchor(rt)
+    assert second is not None and second.chains == 1
+    assert integrity.verify_all(rt).anchors == 2
+    _sql(rt, "UPDATE audit_anchor_entries SET seq = seq + 1 WHERE anchor_id = :a", a=first.id)
+    report = integrity.verify_all(rt)
+    assert any(b.kind == "anchor" and f"anchor #{first.id}" in b.message for b in report.breaks)
+
+
+def test_anchor_is_written_when_due(rt, clock, flow):
+    from datetime import timedelta
+
+    assert integrity.anchor_if_due(rt, timedelta(hours=1)) is not None
+    Flow(rt, data={})
+    assert integrity.anchor_if_due(rt, timedelta(hours=1)) is None
+    clock.advance(timedelta(hours=1))
+    assert integrity.anchor_if_due(rt, timedelta(hours=1)) is not None
+
+
+def test_events_of_one_transaction_follow_each_other(rt, users):
+    with rt.write() as s:
+        for i in range(3):
+            audit.record(s, rt.clock.now(), "note", actor="test", data={"i": i, "x": 1.0, "big": 1e20})
+    report = integrity.verify_all(rt)
+    assert report.ok, report.summary()
+    with rt.read() as s:
+        head = s.execute(select(AuditChain.seq, AuditChain.head).where(AuditChain.chain == audit.SYSTEM_CHAIN)).one()
+        last = s.execute(select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.chain == audit.SYSTEM_CHAIN)
+                         .order_by(AuditEvent.seq.desc()).limit(1)).one()
+    assert tuple(head) == tuple(last)
+
+
+def test_a_rolled_back_event_leaves_no_trace_in_the_chain(rt, users):
+    with pytest.raises(RuntimeError), rt.write() as s:
+        audit.record(s, rt.clock.now(), "note", actor="test")
+        raise RuntimeError("abort")
+    with rt.write() as s:
+        audit.record(s, rt.clock.now(), "note", actor="test")
+    assert integrity.verify_all(rt).ok
+
+
+def test_concurrent_writers_to_one_chain_stay_in_one_line(rt, users):
+    """Eight threads add events to the system chain at once: the head lock orders them, no seq is taken
+    twice and the chain verifies."""
+    errors = []
+
+    def write(n):
+        try:
+            for i in range(10):
+                with rt.write() as s:
+                    audit.record(s, rt.clock.now(), "note", actor=f"t{n}", data={"i": i})
+        except Exception as err:  # noqa: BLE001 - collected and asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    report = integrity.verify_all(rt)
+    assert report.ok, report.summary()
