@@ -59,7 +59,7 @@ class AuditAnchor(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime]
     chains: Mapped[int] = mapped_column(Integer)
-    prev_digest: Mapped[str] = mapped_column(String(64))
+    prev_digest: Mapped[str] = mapped_column(String(64), unique=True)  # one anchor follows each: no forks
     digest: Mapped[str] = mapped_column(String(64), unique=True)
 
 

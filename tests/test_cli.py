@@ -212,3 +212,27 @@ def test_worker_audits_an_escalation_that_was_already_due(rt, clock):
         actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.instance_id == flow.id)))
     assert actions.count("timer") == 1
     assert actions.count("escalation") == 1
+
+
+def test_audit_verify_and_anchor(rt, clock):
+    flow = Flow(rt)
+    flow.act("prepare_quote", "rep1", quote())
+    key = flow.view().business_key
+    assert ok(lvyue(rt.database_url, "audit", "verify", key)).startswith("intact: ")
+    assert "intact: " in ok(lvyue(rt.database_url, "audit", "verify"))
+    out = ok(lvyue(rt.database_url, "audit", "anchor"))
+    assert out.startswith("anchored anchor #1 ") and re.search(r"^digest [0-9a-f]{64}$", out, re.M)
+    assert ok(lvyue(rt.database_url, "audit", "anchor")).startswith("nothing moved since anchor #1")
+    with rt.engine.begin() as conn:
+        conn.execute(AuditEvent.__table__.update().where(AuditEvent.instance_id == flow.id,
+                                                         AuditEvent.action == "complete").values(actor="mgr1"))
+    result = lvyue(rt.database_url, "audit", "verify")
+    assert result.exit_code == 1
+    assert re.search(rf"^BROKEN i:{flow.id}: event #\d+ .* was altered", result.stdout, re.M), result.stdout
+    assert failed(lvyue(rt.database_url, "audit", "verify", "NOPE-1")) == "error: no contract 'NOPE-1'\n"
+
+
+def test_worker_anchors_the_audit_record(rt, clock):
+    Flow(rt)
+    ok(lvyue(rt.database_url, "worker", "--once"))
+    assert "nothing moved since anchor #1" in ok(lvyue(rt.database_url, "audit", "anchor"))

@@ -12,7 +12,7 @@ import click
 
 from . import config
 from .runtime import Runtime
-from .services import accounts, deployments, instances, mail, tasks, timers
+from .services import accounts, deployments, instances, integrity, mail, tasks, timers
 from .services.errors import DeployRefused, InvalidInput, ServiceError
 
 
@@ -247,13 +247,20 @@ def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
 
 
 def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):
-    """One round of the worker: fire due timers, then send due mail (if SMTP is set). A mail failure is
-    logged and does not stop the timers; the next round retries."""
+    """One round of the worker: fire due timers, send due mail (if SMTP is set), anchor the audit chains
+    when an anchor is due. A mail or anchor failure is logged and does not stop the timers; the next round
+    retries."""
     log = logging.getLogger("lvyue.worker")
     report = timers.fire_due_timers(rt, worker=name)
     if report.fired or report.errors:
         log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
                  report.instances, report.errors, report.conflicts)
+    try:
+        anchored = integrity.anchor_if_due(rt, config.anchor_interval())
+        if anchored:
+            log.info("audit anchor #%d over %d chain(s): %s", anchored.id, anchored.chains, anchored.digest)
+    except Exception:  # noqa: BLE001 - as for mail: the next round retries
+        log.exception("anchoring the audit chains failed")
     sent = None
     if smtp.enabled:
         try:
@@ -344,3 +351,46 @@ def create_token(ctx: click.Context, username: str, token_name: str, roles: tupl
 
 if __name__ == "__main__":
     main()
+
+
+@main.group()
+def audit() -> None:
+    """Check and anchor the tamper-evident audit record."""
+
+
+@audit.command("verify")
+@click.argument("business_key", required=False)
+@click.pass_context
+def audit_verify(ctx: click.Context, business_key: str | None) -> None:
+    """Verify one contract's audit chain, or every chain and anchor; exit 1 and name each break."""
+    from tqdm import tqdm
+
+    rt = _runtime(ctx)
+    try:
+        if business_key:
+            report = integrity.verify_instance(rt, business_key)
+        else:
+            with tqdm(total=integrity.count_events(rt), desc="verifying", unit="event", file=sys.stderr) as bar:
+                report = integrity.verify_all(rt, progress=bar.update)
+    except ServiceError as err:
+        _fail(err)
+    for b in report.breaks:
+        click.secho(f"BROKEN {b}", fg="red")
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
+@audit.command("anchor")
+@click.pass_context
+def audit_anchor(ctx: click.Context) -> None:
+    """Anchor the chains that moved since the last anchor and print the digest (keep it outside the
+    database: a mail, a ticket, a notary)."""
+    rt = _runtime(ctx)
+    made = integrity.anchor(rt)
+    latest = made or integrity.latest_anchor(rt)
+    if latest is None:
+        click.echo("nothing to anchor yet")
+        return
+    verb = "anchored" if made else "nothing moved since"
+    click.echo(f"{verb} anchor #{latest.id} at {latest.at:%Y-%m-%d %H:%M:%S} UTC over {latest.chains} chain(s)")
+    click.echo(f"digest {latest.digest}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,11 @@ def base_url() -> str | None:
     """Where people reach the web app (``https://lvyue.example.com``): e-mails link to their task."""
     url = os.environ.get("LVYUE_BASE_URL", "").strip().rstrip("/")
     return url or None
+
+
+def anchor_interval() -> timedelta:
+    """How often the worker anchors the audit chains (LVYUE_ANCHOR_MINUTES, default 60)."""
+    return timedelta(minutes=float(os.environ.get("LVYUE_ANCHOR_MINUTES") or 60))
 
 
 def business_tz() -> str:

@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column('digest', sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_anchors')),
         sa.UniqueConstraint('digest', name=op.f('uq_audit_anchors_digest')),
+        sa.UniqueConstraint('prev_digest', name=op.f('uq_audit_anchors_prev_digest')),
     )
     op.create_table(
         'audit_anchor_entries',

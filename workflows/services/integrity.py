@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from models import AuditAnchor, AuditAnchorEntry, AuditChain, AuditEvent, Instance
 
@@ -200,7 +201,15 @@ class AnchorInfo:
 
 
 def anchor(rt: Runtime) -> AnchorInfo | None:
-    """Fix the heads of every chain that moved since the last anchor; None when nothing moved."""
+    """Fix the heads of every chain that moved since the last anchor; None when nothing moved, or when
+    another worker anchored at the same moment (each anchor's ``prev_digest`` is unique)."""
+    try:
+        return _anchor(rt)
+    except IntegrityError:
+        return None
+
+
+def _anchor(rt: Runtime) -> AnchorInfo | None:
     now = rt.clock.now()
     with rt.write() as s:
         moved = s.execute(select(AuditChain.chain, AuditChain.seq, AuditChain.head)
