@@ -37,6 +37,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^the contract amount (?P<amount>\S+) is larger than Lvyue can store \(below (?P<max>[\d,]+)\); "
      r"check the quantities and prices$", "合同金额 {amount} 超出系统可存储的上限（须小于 {max}），请核对数量和单价"),
     (r"^a reason is required$", "请填写原因"),
+    (r"^only an administrator may override the four-eyes rule$", "只有管理员可以越过四眼原则"),
+    (r"^an override needs a reason$", "越权办理须填写原因"),
+    (r"^give the reason for the override \(at least (?P<n>\d+) characters\); it is flagged in the four-eyes "
+     r"report$", "请填写越权办理的原因（至少 {n} 个字）；该操作会在四眼报告中标出"),
     (r"^no such user$", "没有该用户"),
     (r"^wrong role$", "角色不符"),
     (r"^no active user '(?P<user>[^']*)'$", "没有启用的用户「{user}」"),

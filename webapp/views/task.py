@@ -21,7 +21,7 @@ bp = Blueprint("task", __name__)
 
 
 def _render(task_id: int, values: dict | None = None, errors: dict | None = None, problem: str | None = None,
-            status: int = 200):
+            status: int = 200, override_reason: str | None = None):
     detail = task_detail.task_detail(rt(), task_id, me())
     lang = get_language()
     shown_errors = {k: say(v) for k, v in (errors or {}).items()}  # build_form localizes validation messages
@@ -29,7 +29,7 @@ def _render(task_id: int, values: dict | None = None, errors: dict | None = None
                                  shown_errors, lang)
     instructions = formrender.render_instructions(detail.instructions, detail.data) if detail.instructions else None
     return render_template("task.html", d=detail, t=detail.task, form=form, instructions=instructions,
-                           problem=problem, now=rt().clock.now()), status
+                           problem=problem, now=rt().clock.now(), override_reason=override_reason), status
 
 
 @bp.get("/tasks/<int:task_id>")
@@ -78,13 +78,18 @@ def complete(task_id: int):
     if version is None:  # every task page sends it: without it a stale page could not be told apart
         return _render(task_id, values=data, problem=_("Reload the task and send it again: the form was "
                                                        "missing its version."), status=400)
+    reason = request.form.get("override_reason", "").strip() or None
     try:
-        done = tasks.complete(rt(), task_id, me(), data, expected_version=version)
+        done = tasks.complete(rt(), task_id, me(), data, expected_version=version, override_reason=reason)
     except InvalidInput as err:
+        if "override_reason" in err.errors:
+            return _render(task_id, values=data, problem=say(err.errors["override_reason"]), status=422,
+                           override_reason=reason)
         return _render(task_id, values=data, errors=err.errors or {"": err.message},
-                       problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
+                       problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422,
+                       override_reason=reason)
     except (Conflict, PermissionDenied, ProcessError) as err:
-        return _render(task_id, values=data, problem=say(err.message), status=err.status)
+        return _render(task_id, values=data, problem=say(err.message), status=err.status, override_reason=reason)
     flash(_("Done. The contract moved on."), "ok")
     mine_next = [t for t in done.new_task_ids if _may_continue(t)]
     if mine_next:

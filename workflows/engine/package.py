@@ -140,6 +140,31 @@ class ProcessPackage:
             self.__dict__["_node_names"] = names
         return names
 
+    @property
+    def main_bpmn(self) -> tuple[str, bytes]:
+        """The BPMN file that holds the main process (its diagram is the one to show)."""
+        found = self.__dict__.get("_main_bpmn")
+        if found is None:
+            marker = f'id="{self.process_key}"'.encode()
+            bpmn = sorted(n for n in self.files if n.endswith(".bpmn"))
+            name = next((n for n in bpmn if marker in self.files[n]), bpmn[0])
+            found = self.__dict__["_main_bpmn"] = (name, self.files[name])
+        return found
+
+    @property
+    def sequence_flows(self) -> dict[str, tuple[str, str]]:
+        """Every sequence flow of the BPMN files: id -> (source id, target id)."""
+        flows = self.__dict__.get("_sequence_flows")
+        if flows is None:
+            flows = {}
+            for name, data in self.files.items():
+                if name.endswith(".bpmn"):
+                    root = etree.fromstring(data, _safe_parser())
+                    for el in root.iter(f"{{{BPMN_NS}}}sequenceFlow"):
+                        flows[el.get("id")] = (el.get("sourceRef"), el.get("targetRef"))
+            self.__dict__["_sequence_flows"] = flows
+        return flows
+
 
 def content_hash(files: dict[str, bytes]) -> str:
     digest = hashlib.sha256()

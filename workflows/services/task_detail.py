@@ -18,7 +18,7 @@ from . import instances
 from .accounts import UserView, in_team, supervises, users_with_role
 from .deployments import package_for
 from .errors import NotFound, PermissionDenied
-from .tasks import TaskItem, get_task
+from .tasks import TaskItem, four_eyes_conflict, get_task
 
 # decisions are never pre-filled from an earlier pass: an approver must choose again after a send-back
 _NOT_PREFILLED_SUFFIXES = ("_decision",)
@@ -50,6 +50,8 @@ class TaskDetail:
     may_unclaim: bool = False
     may_complete: bool = False
     may_reassign: bool = False
+    four_eyes_conflict: str | None = None  # a task this user completed here that rules them out of this one
+    may_override: bool = False  # an administrator may complete anyway, with a reason
     candidates: list[UserView] = field(default_factory=list)
 
 
@@ -96,6 +98,10 @@ def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
     detail.may_claim = is_open and item.assignee is None and has_role
     detail.may_unclaim = is_open and holder
     detail.may_complete = is_open and (holder or (item.assignee is None and has_role))
+    if detail.may_complete:
+        with rt.read() as s:
+            detail.four_eyes_conflict = four_eyes_conflict(s, rt, item, deployment_id, user.id)
+        detail.may_override = detail.four_eyes_conflict is not None and "admin" in user.roles
     detail.may_reassign = is_open and (holder or (item.assignee is None and has_role) or supervises(user, team))
     if detail.may_reassign:
         detail.candidates = [u for u in users_with_role(rt, item.role)

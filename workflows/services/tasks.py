@@ -232,30 +232,55 @@ def _require_open(s: Session, row) -> None:
         raise Conflict(f"'{row.name}' is no longer open (it was {row.status})")
 
 
-def _check_four_eyes(s: Session, rt: Runtime, row, deployment_id: int, user_id: int, username: str) -> None:
+def four_eyes_conflict(s: Session, rt: Runtime, row, deployment_id: int, user_id: int) -> str | None:
+    """The name of a task this user completed on the instance that rules them out of ``row``, if any."""
     package = package_for(rt, deployment_id)
     info = package.user_task(row.process_key, row.spec_id)
     if not info.four_eyes_exclude:
-        return
-    done = s.connection().execute(sql.FOUR_EYES, {"instance_id": row.instance_id, "user_id": user_id,
+        return None
+    return s.connection().execute(sql.FOUR_EYES, {"instance_id": row.instance_id, "user_id": user_id,
                                                   "spec_ids": list(info.four_eyes_exclude)}).scalar()
+
+
+def _check_four_eyes(s: Session, rt: Runtime, row, deployment_id: int, user_id: int, username: str) -> None:
+    done = four_eyes_conflict(s, rt, row, deployment_id, user_id)
     if done is not None:
         raise FourEyesViolation(f"four eyes: {username} completed '{done}' on this contract, "
                                 f"so someone else must do '{row.name}'")
+
+
+MIN_OVERRIDE_REASON = 10
+
+
+def _check_override(s: Session, rt: Runtime, row, deployment_id: int, user: UserView,
+                    reason: str | None) -> str | None:
+    """An administrator may override the four-eyes rule with a reason; returns the overridden conflict."""
+    done = four_eyes_conflict(s, rt, row, deployment_id, user.id)
+    if done is None:
+        return None
+    if "admin" not in user.roles:
+        raise PermissionDenied("only an administrator may override the four-eyes rule")
+    if len((reason or "").strip()) < MIN_OVERRIDE_REASON:
+        raise InvalidInput("an override needs a reason",
+                           {"override_reason": f"give the reason for the override (at least {MIN_OVERRIDE_REASON} "
+                                               "characters); it is flagged in the four-eyes report"})
+    return done
 
 
 def _deployment_of(s: Session, instance_id: int) -> int:
     return s.scalar(select(Instance.deployment_id).where(Instance.id == instance_id))
 
 
-def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView, team: str | None) -> None:
+def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView, team: str | None,
+                   four_eyes: bool = True) -> None:
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
     if row.assignee_id != user.id and row.role not in user.roles:
         raise PermissionDenied(f"'{row.name}' is work for the role '{row.role}', which {user.username} does not have")
     if row.assignee_id != user.id and not in_team(user.team, row.role, team):
         raise PermissionDenied(f"'{row.name}' is work of the team '{team}', which {user.username} is not in")
-    _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
+    if four_eyes:
+        _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
 
 
 def _check_version(row, version: int, expected_version: int | None) -> None:
@@ -337,12 +362,13 @@ class Completion:
 
 
 def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
-             expected_version: int | None = None) -> Completion:
+             expected_version: int | None = None, override_reason: str | None = None) -> Completion:
     """Complete a task. A race with a completion of *another* task of the same instance (parallel
-    reviews) is retried; a race for the same task ends in ``Conflict`` for all but the winner."""
+    reviews) is retried; a race for the same task ends in ``Conflict`` for all but the winner.
+    ``override_reason`` is an administrator's reason to act despite the four-eyes rule (audited)."""
     for attempt in range(3):
         try:
-            return _complete_once(rt, task_id, user, data, expected_version)
+            return _complete_once(rt, task_id, user, data, expected_version, override_reason)
         except RaceLost:
             if attempt == 2:
                 raise
@@ -350,7 +376,7 @@ def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
 
 
 def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
-                   expected_version: int | None) -> Completion:
+                   expected_version: int | None, override_reason: str | None) -> Completion:
     now = rt.clock.now()
     workflow = None
     with rt.write() as s:
@@ -362,7 +388,12 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         if row is None:
             raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
-        _check_may_act(s, rt, row, row.deployment_id, user, row.team)
+        if override_reason is None:
+            _check_may_act(s, rt, row, row.deployment_id, user, row.team)
+            overridden = None
+        else:
+            _check_may_act(s, rt, row, row.deployment_id, user, row.team, four_eyes=False)
+            overridden = _check_override(s, rt, row, row.deployment_id, user, override_reason)
         _check_version(row, row.version, expected_version)
         package = package_for(rt, row.deployment_id)
         try:
@@ -386,6 +417,10 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         if done.rowcount != 1:
             raise Conflict(f"'{row.name}' was completed by someone else a moment ago")
         outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor=user)
+        if overridden is not None:
+            audit.record(s, now, "four_eyes_override", actor_id=user.id, actor=user.username, role=row.role,
+                         instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
+                         data={"reason": override_reason.strip(), "conflict": overridden})
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                      data={"form": cleaned, "changes": audit.changes(before, after)})
