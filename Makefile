@@ -12,7 +12,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed
+# The BPMN viewer (bpmn-js) comes from the npm registry, pinned in webapp/assets/package-lock.json; needs Node.js/npm.
+VENDOR_STAMP = webapp/static/vendor/.built
+$(VENDOR_STAMP): webapp/assets/package.json webapp/assets/package-lock.json scripts/build-assets.sh
+	bash scripts/build-assets.sh
+	touch $@
+
+setup: $(BIN)/.installed $(VENDOR_STAMP)
 
 run: setup
 	$(BIN)/lvyue init-db --demo-contracts
@@ -46,7 +52,7 @@ bench-web: setup
 	$(BIN)/python bench/web_bench.py
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache webapp/static/vendor webapp/assets/node_modules
 
 # Translations are read from webapp/translations/zh_CN/LC_MESSAGES/messages.po when the app starts (no compile
 # step): `make messages` re-extracts the msgids and merges them into the .po; then fill in the new msgstr.

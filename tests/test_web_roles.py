@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.services import accounts
+from workflows.services import accounts, deployments
 
 from .flow import Flow, quote
 
@@ -21,7 +21,8 @@ def contract(rt):
     flow = Flow(rt)
     flow.act("prepare_quote", "rep1", quote())
     review = flow.task("supervisor_review")
-    return {"key": flow.view().business_key, "task": review.id, "version": review.instance_version}
+    return {"key": flow.view().business_key, "task": review.id, "version": review.instance_version,
+            "deployment": deployments.latest_deployment_id(rt, "quote_to_cash")}
 
 
 def _expect(allowed: set[str], ok: int, denied: int) -> dict[str, int]:
@@ -51,6 +52,24 @@ MATRIX: dict[str, tuple[str, str, dict, dict[str, int]]] = {
     "auth.login": ("GET", "/login", {}, _expect(set(ALL), 302, 302)),  # logged in: sent to the queue
     "auth.language": ("POST", "/language", {"lang": "en"}, _expect(set(ALL), 302, 302)),
     "auth.logout": ("POST", "/logout", {}, _expect(set(ALL), 302, 302)),
+    # compliance reads everything and nobody else reads these (not even the administrator, who can override
+    # four eyes and must not audit themselves)
+    "compliance.explorer": ("GET", "/compliance/?customer=East", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.instance": ("GET", "/compliance/contracts/{key}", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.diagram": ("GET", "/compliance/contracts/{key}/diagram.bpmn", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.definition": ("GET", "/compliance/contracts/{key}/files/quote_to_cash.bpmn", {},
+                              _expect({"audit1"}, 200, 403)),
+    "compliance.dossier_pdf": ("GET", "/compliance/contracts/{key}/dossier.pdf", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.instance_csv": ("GET", "/compliance/contracts/{key}/events.csv", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.period_csv": ("GET", "/compliance/events.csv?from=2020-01-01&to=2030-12-31", {},
+                              _expect({"audit1"}, 200, 403)),
+    "compliance.four_eyes": ("GET", "/compliance/four-eyes", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.heatmap": ("GET", "/compliance/heatmap", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.heatmap_xml": ("GET", "/compliance/heatmap/diagram.bpmn?version={deployment}", {},
+                               _expect({"audit1"}, 200, 403)),
+    "compliance.integrity_page": ("GET", "/compliance/integrity", {}, _expect({"audit1"}, 200, 403)),
+    "compliance.verify": ("POST", "/compliance/integrity", {"key": "{key}"}, _expect({"audit1"}, 200, 403)),
+    "compliance.access": ("GET", "/compliance/access", {}, _expect({"audit1"}, 200, 403)),
 }
 
 
@@ -58,6 +77,7 @@ MATRIX: dict[str, tuple[str, str, dict, dict[str, int]]] = {
 def test_route_by_role(endpoint, rt, login, contract):
     method, path, data, expected = MATRIX[endpoint]
     path = path.format(**contract)
+    data = {k: v.format(**contract) for k, v in data.items()}
     if method == "POST" and endpoint == "task.complete":
         data = dict(data, version=contract["version"])
     # the refused users first: an allowed completion ends the task for everyone after it

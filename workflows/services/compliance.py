@@ -25,7 +25,7 @@ from .accounts import UserView
 from .deployments import package_for
 from .dossier import ChainCheck, Decision, Dossier, DossierEvent
 from .errors import InvalidInput, NotFound, PermissionDenied
-from .integrity import verify_chain_in
+from .integrity import VerifyReport, verify_all, verify_chain_in, verify_instance
 from .paging import Page
 
 COMPLIANCE_ROLES = frozenset({"compliance"})
@@ -181,6 +181,7 @@ class InstancePage:
     snapshots: dict[int, dict[str, Any]]  # seq of a start/complete event -> the entered data after it
     passes: dict[str, int]
     deployment_files: list[str]
+    focus: list[str]  # where to look first on a diagram too wide to read whole: open tasks, else the end
 
 
 def _events_query(instance_id: int):
@@ -244,9 +245,10 @@ def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language
         snapshots = {k: v for k, v in _snapshots(s, inst.id).items() if any(e.seq == k for e in events)}
         _access(s, rt, user, "instance", business_key=key, page=page)
         instance_id = inst.id
+        focus = sorted(path.current) or [x for x in (inst.end_event, "start_" + inst.process_key) if x]
     dossier.data = instances.instance_data(rt, instance_id)
     return InstancePage(dossier, Page(events, total, page, EVENTS_PER_PAGE), snapshots, path.passes,
-                        sorted(package.files))
+                        sorted(package.files), focus)
 
 
 def full_dossier(rt: Runtime, user: UserView, key: str, language: str = "en") -> Dossier:
@@ -467,3 +469,19 @@ def access_log(rt: Runtime, user: UserView, page: int = 1, per_page: int = 50) -
     entries = [AccessEntry(at, actor, (data or {}).get("view", ""),
                            {k: v for k, v in (data or {}).items() if k != "view"}) for at, actor, data in rows]
     return Page(entries, total, page, per_page)
+
+
+def verify(rt: Runtime, user: UserView, business_key: str | None = None) -> VerifyReport:
+    """Check one contract's chain, or every chain and anchor (the page and ``lvyue audit verify``)."""
+    require_compliance(user)
+    with rt.write() as s:
+        _access(s, rt, user, "verify", business_key=business_key)
+    return verify_instance(rt, business_key) if business_key else verify_all(rt)
+
+
+def version_xml(rt: Runtime, user: UserView, deployment_id: int) -> bytes:
+    require_compliance(user)
+    with rt.read() as s:
+        if s.get(Deployment, deployment_id) is None:
+            raise NotFound(f"no process version #{deployment_id}")
+    return package_for(rt, deployment_id).main_bpmn[1]
