@@ -21,6 +21,7 @@ $(VENDOR_STAMP): webapp/assets/package.json webapp/assets/package-lock.json scri
 setup: $(BIN)/.installed $(VENDOR_STAMP)
 
 run: setup
+	bash scripts/ensure-fonts.sh
 	$(BIN)/lvyue init-db --demo-contracts
 	$(BIN)/lvyue run
 

@@ -17,6 +17,7 @@ from workflows import config
 from workflows.engine import diagram
 from workflows.services import dossier_pdf
 from workflows.services.dossier import ChainCheck, Decision, Dossier, DossierEvent
+from workflows.services.errors import Unavailable
 
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 CUSTOMER = "华东精密机械有限公司"
@@ -205,7 +206,7 @@ def test_pdf_renders_without_the_diagram_when_the_bpmn_does_not_parse():
 
 def test_missing_font_names_the_debian_package(monkeypatch):
     monkeypatch.setattr(dossier_pdf, "FONT_DIRS", ("/nonexistent/fonts",))
-    with pytest.raises(RuntimeError, match="fonts-noto-cjk"):
+    with pytest.raises(Unavailable, match="fonts-noto-cjk"):
         dossier_pdf.render_pdf(make_dossier(events=1))
 
 

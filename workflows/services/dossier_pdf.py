@@ -24,6 +24,7 @@ from ..engine import diagram
 from ..engine.diagram import Bounds, Layout, Shape
 from .accounts import ROLES
 from .dossier import Dossier
+from .errors import Unavailable
 
 FONT_PACKAGE = "fonts-noto-cjk"
 FONT_DIRS = (
@@ -197,12 +198,12 @@ def _collection_index(path: str) -> int:
 
 
 def font_files() -> tuple[str, str | None, int]:
-    """(regular .ttc, bold .ttc or None, face index); RuntimeError naming the package when missing."""
+    """(regular .ttc, bold .ttc or None, face index); ``Unavailable`` naming the package when missing."""
     for folder in FONT_DIRS:
         regular, bold = (Path(folder) / name for name in FONT_FILES)
         if regular.is_file():
             return str(regular), (str(bold) if bold.is_file() else None), _collection_index(str(regular))
-    raise RuntimeError(
+    raise Unavailable(
         f"The dossier PDF needs the Noto Sans CJK font ({FONT_FILES[0]}), found in none of {', '.join(FONT_DIRS)}: "
         f"install Debian's {FONT_PACKAGE} package (apt-get install {FONT_PACKAGE})"
     )
@@ -444,7 +445,7 @@ def _code(codes: dict[str, tuple[str, str]], code: str | None, lang: str) -> str
 
 
 def render_pdf(d: Dossier) -> bytes:
-    """The dossier as PDF bytes. RuntimeError when the Noto Sans CJK font is not installed."""
+    """The dossier as PDF bytes. ``Unavailable`` when the Noto Sans CJK font is not installed."""
     lang = _language(d)
     labels = LABELS[lang]
     pdf = _DossierPDF(d.business_key, labels)

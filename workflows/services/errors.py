@@ -49,6 +49,13 @@ class ProcessError(ServiceError):
     status = 500
 
 
+class Unavailable(ServiceError):
+    """Something the server needs is not installed or not reachable (the operator must act)."""
+
+    code = "unavailable"
+    status = 503
+
+
 class DeployRefused(ServiceError):
     code = "deploy_refused"
 
