@@ -15,6 +15,7 @@ from workflows.services.compliance import ExplorerFilter
 from workflows.services.errors import InvalidInput
 
 from ..i18n import get_language
+from ..labels import action_label, role_label, stage_label, status_label
 from .common import me, page_arg, rt
 
 bp = Blueprint("compliance", __name__, url_prefix="/compliance")
@@ -84,9 +85,14 @@ def definition(key: str, filename: str):
 def dossier_pdf(key: str):
     from workflows.services.dossier_pdf import render_pdf
 
-    pdf = render_pdf(compliance.full_dossier(rt(), me(), key, language=get_language()))
+    pdf = render_pdf(compliance.full_dossier(rt(), me(), key, language=get_language()), code_label)
     return Response(pdf, mimetype="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="dossier-{key}.pdf"'})
+
+
+def code_label(kind: str, code: str) -> str:
+    """The page's own labels for the codes a dossier prints (the PDF speaks like the pages)."""
+    return {"status": status_label, "stage": stage_label, "action": action_label, "role": role_label}[kind](code)
 
 
 def _csv_response(rows, filename: str) -> Response:

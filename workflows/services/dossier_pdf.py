@@ -12,7 +12,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -145,33 +145,6 @@ LABELS: dict[str, dict[str, str]] = {
         "no_data": "暂无数据。",
         "page": "第 {n}/{total} 页",
     },
-}
-# stored codes → (English, 中文); unknown codes are shown as they are
-CODES: dict[str, tuple[str, str]] = {
-    # statuses
-    "running": ("running", "进行中"),
-    "completed": ("completed", "已完成"),
-    "error": ("error", "异常"),
-    # stages
-    "quote": ("Quote", "报价"),
-    "approval": ("Approval", "审批"),
-    "contract": ("Contract", "合同"),
-    "delivery": ("Delivery", "交付"),
-    "collection": ("Collection", "回款"),
-    "after_sales": ("After-sales", "售后"),
-    "done": ("Done", "已完成"),
-}
-ACTIONS: dict[str, tuple[str, str]] = {
-    "start": ("started", "已发起"),
-    "claim": ("claimed", "已认领"),
-    "unclaim": ("released", "已释放"),
-    "reassign": ("reassigned", "已转办"),
-    "complete": ("completed", "已完成"),
-    "cancel": ("cancelled", "已取消"),
-    "timer": ("timer fired", "定时器已触发"),
-    "escalation": ("escalated", "已逾期升级"),
-    "timer_error": ("timer failed", "定时器出错"),
-    "return": ("returned to its author", "已退回原办理人"),
 }
 ROLE_NAMES: dict[str, tuple[str, str]] = {code: (en, zh) for code, en, zh in ROLES}
 
@@ -437,16 +410,23 @@ def _language(d: Dossier) -> str:
     return "zh" if (d.language or "").lower().startswith("zh") else "en"
 
 
-def _code(codes: dict[str, tuple[str, str]], code: str | None, lang: str) -> str:
-    if not code:
-        return ""
-    names = codes.get(code)
-    return (names[1] if lang == "zh" else names[0]) if names else code
+# (kind, code) -> display name; kinds: "status", "stage", "action", "role". The web app passes its own
+# translated labels; without them, roles get their names and other codes show as stored.
+CodeLabels = Callable[[str, str], str]
 
 
-def render_pdf(d: Dossier) -> bytes:
+def _stored_codes(lang: str) -> CodeLabels:
+    def label(kind: str, code: str) -> str:
+        names = ROLE_NAMES.get(code) if kind == "role" else None
+        return (names[1] if lang == "zh" else names[0]) if names else code
+
+    return label
+
+
+def render_pdf(d: Dossier, code_labels: CodeLabels | None = None) -> bytes:
     """The dossier as PDF bytes. ``Unavailable`` when the Noto Sans CJK font is not installed."""
     lang = _language(d)
+    label = code_labels or _stored_codes(lang)
     labels = LABELS[lang]
     pdf = _DossierPDF(d.business_key, labels)
     pdf.set_title(f"{labels['title']} {d.business_key}")
@@ -457,15 +437,15 @@ def render_pdf(d: Dossier) -> bytes:
     pdf.set_creation_date(generated)
     pdf.add_page()
 
-    _facts(pdf, d, lang)
+    _facts(pdf, d, lang, label)
     _diagram(pdf, d, lang)
-    _decisions(pdf, d, lang)
-    _events(pdf, d, lang)
+    _decisions(pdf, d, lang, label)
+    _events(pdf, d, lang, label)
     _current_data(pdf, d)
     return bytes(pdf.output())
 
 
-def _facts(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
+def _facts(pdf: _DossierPDF, d: Dossier, lang: str, label: CodeLabels) -> None:
     labels = pdf.labels
     pdf.set_font(FAMILY, "B", 16)
     pdf.cell(0, 8, labels["title"], new_x="LMARGIN", new_y="NEXT")
@@ -476,8 +456,8 @@ def _facts(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
     facts = [
         (labels["process"], d.process_name),
         (labels["process_version"], version),
-        (labels["status"], _code(CODES, d.status, lang)),
-        (labels["stage"], _code(CODES, d.stage, lang)),
+        (labels["status"], label("status", d.status)),
+        (labels["stage"], label("stage", d.stage) if d.stage else ""),
         (labels["customer"], d.customer_name or ""),
         (labels["amount"], _money(d.amount)),
         (labels["team"], d.team or ""),
@@ -495,7 +475,7 @@ def _facts(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
         pdf.note(labels["chain_bad"].format(message=d.chain.message), color=RED, size=9.5, bold=True)
 
 
-def _decisions(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
+def _decisions(pdf: _DossierPDF, d: Dossier, lang: str, label: CodeLabels) -> None:
     labels = pdf.labels
     pdf.heading(labels["decisions"])
     if not d.decisions:
@@ -503,7 +483,7 @@ def _decisions(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
         return
     rows = []
     for decision in d.decisions:
-        role = _code(ROLE_NAMES, decision.role, lang)
+        role = label("role", decision.role) if decision.role else ""
         rows.append(
             (
                 _utc(decision.at),
@@ -520,7 +500,7 @@ def _decisions(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
     )
 
 
-def _events(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
+def _events(pdf: _DossierPDF, d: Dossier, lang: str, label: CodeLabels) -> None:
     labels = pdf.labels
     pdf.heading(labels["events"])
     if not d.events:
@@ -531,8 +511,8 @@ def _events(pdf: _DossierPDF, d: Dossier, lang: str) -> None:
             str(e.seq),
             _utc(e.at),
             e.actor,
-            _code(ROLE_NAMES, e.role, lang),
-            _code(ACTIONS, e.action, lang),
+            label("role", e.role) if e.role else "",
+            label("action", e.action),
             e.step_name or e.spec_id or "",
             _cut(_clean(_json(e.data)), DATA_MAX) if e.data else "",
             e.hash[:12],
