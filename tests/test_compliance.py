@@ -227,3 +227,24 @@ def test_every_compliance_read_is_itself_recorded(rt, audit1):
     assert views[:4] == [("audit1", "four_eyes", None), ("audit1", "events_csv", key), ("audit1", "instance", key),
                          ("audit1", "explorer", None)]
     assert log.items[3].details["filter"] == {"customer": "华东"}
+
+
+def test_what_the_decision_table_set_is_recorded_with_the_step_that_caused_it(rt, audit1):
+    flow = _flow(rt, total_price="150000.00", quantity=2)  # 300,000: manager, then legal and finance in parallel
+    flow.act("supervisor_review", "sup1", approve("supervisor"))
+    flow.act("manager_review", "mgr1", approve("manager"))
+    assert flow.open_specs() == {"legal_review", "finance_review"}
+    flow.act("legal_review", "legal1", approve("legal"))
+    page = compliance.instance_page(rt, audit1, flow.view().business_key)
+    decisions = {x.spec_id: x for x in page.dossier.decisions}
+    # the totals script ran after the quote; the approval matrix after the supervisor's approval
+    assert decisions["prepare_quote"].effects["amount"]["new"] == "300000.00"
+    matrix = {k: c["new"] for k, c in decisions["supervisor_review"].effects.items()}
+    assert (matrix["need_manager"], matrix["need_director"], matrix["need_legal"], matrix["need_finance"]) == (
+        True, False, True, True)
+    # the legal branch waits at the join: its record holds no other branch's data, nothing undone
+    assert not {k for k in decisions["legal_review"].effects if k.startswith(("finance", "legal"))}
+    complete = [e for e in page.events.items if e.action == "complete"]
+    after_review = page.snapshots[complete[1].seq]
+    assert after_review["need_manager"] is True and after_review["customer_name"] == "华东精密机械有限公司"
+    assert page.snapshots[complete[-1].seq]["legal_decision"] == "approve"

@@ -53,10 +53,14 @@ TIMER_ROW_FLAG = "lvyue_timer_row"  # internal data: this timer task has a row i
 class StepResult:
     dropped: list[DroppedTask]
     fired_unrecorded: list[WaitingTimer]  # timers due on arrival: fired inside this step, never waited
+    settled: dict[str, Any] | None = None  # with ``origin``: the data where its branch came to rest
 
 
-def step(workflow: BpmnWorkflow) -> StepResult:
+def step(workflow: BpmnWorkflow, origin: Task | None = None) -> StepResult:
+    """Run the engine until it waits, then compact. ``origin`` is the task just completed: the data its
+    branch settled on is read before compaction drops the finished tasks in between."""
     workflow.do_engine_steps()
+    settled = data_after(origin) if origin is not None else None
     fired = []
     for task in workflow.tasks.values():
         if task.state == TaskState.COMPLETED and not task.internal_data.get(TIMER_ROW_FLAG):
@@ -64,7 +68,7 @@ def step(workflow: BpmnWorkflow) -> StepResult:
             if timer is not None:
                 task.internal_data[TIMER_ROW_FLAG] = True
                 fired.append(timer)
-    return StepResult(compact(workflow), fired)
+    return StepResult(compact(workflow), fired, settled)
 
 
 def run_user_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
@@ -136,6 +140,23 @@ def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     if workflow.data:
         return workflow.data
     return workflow.last_task.data if workflow.last_task is not None else {}
+
+
+def data_after(task) -> dict[str, Any]:
+    """The data where the step that ``task`` began came to rest: the latest-changed task after it (ready,
+    waiting or done) that holds data. Unlike ``current_data`` it stays on ``task``'s own branch, so what a
+    script or decision table computed after a submit is told apart from another branch's state."""
+    best = None
+    stack = list(task.children)
+    while stack:
+        t = stack.pop()
+        if t is None:  # an id whose task compaction already moved out of the live tree
+            continue
+        if (t.state & (TaskState.READY | TaskState.WAITING | TaskState.COMPLETED) and t.data
+                and (best is None or t.last_state_change > best.last_state_change)):
+            best = t
+        stack.extend(t.children)
+    return best.data if best is not None else task.data
 
 
 def to_datetime(value: Any, business_tz: str) -> datetime:

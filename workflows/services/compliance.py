@@ -196,17 +196,19 @@ def _event(row, names: dict[str, str]) -> DossierEvent:
 
 
 def _snapshots(s, instance_id: int) -> dict[int, dict[str, Any]]:
-    """The data people had entered after each start and completion, rebuilt from the recorded changes."""
+    """The data after each start and completion, rebuilt from the recorded changes: what people entered and
+    what scripts and decision tables set before the process waited again."""
     state: dict[str, Any] = {}
     out = {}
     for seq, action, data in s.execute(select(AuditEvent.seq, AuditEvent.action, AuditEvent.data)
                                        .where(AuditEvent.chain == audit.chain_of(instance_id),
                                               AuditEvent.action.in_(("start", "complete")))
                                        .order_by(AuditEvent.seq)):
+        data = data or {}
         if action == "start":
-            state.update((data or {}).get("data") or {})
-        else:
-            for k, change in ((data or {}).get("changes") or {}).items():
+            state.update(data.get("data") or {})
+        for part in ("changes", "effects"):  # what the person entered, then what the process set after it
+            for k, change in (data.get(part) or {}).items():
                 state[k] = change.get("new") if isinstance(change, dict) else change
         out[seq] = dict(state)
     return out
@@ -219,7 +221,7 @@ def _dossier(s, rt: Runtime, user: UserView, inst: Instance, path: PathInfo, eve
     version = s.scalar(select(Deployment.version).where(Deployment.id == inst.deployment_id))
     starter = s.scalar(select(User.username).where(User.id == inst.started_by_id)) if inst.started_by_id else None
     decisions = [Decision(e.at, e.actor, e.role, e.step_name or e.spec_id or "", e.spec_id or "",
-                          e.data.get("form") or {}, e.data.get("changes") or {})
+                          e.data.get("form") or {}, e.data.get("changes") or {}, e.data.get("effects") or {})
                  for e in events if e.action == "complete"]
     return Dossier(inst.business_key, inst.process_key, package.main.name, inst.deployment_id, version or 0,
                    inst.status, inst.stage, inst.customer_name, inst.amount, inst.team, starter, inst.started_at,

@@ -32,6 +32,7 @@ class Decision:
     spec_id: str
     inputs: dict[str, Any]
     changes: dict[str, Any]  # key -> {"old": ..., "new": ...}
+    effects: dict[str, Any] = field(default_factory=dict)  # what scripts and decision tables set next, same form
 
 
 @dataclass(frozen=True)

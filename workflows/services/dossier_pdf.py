@@ -489,7 +489,8 @@ def _decisions(pdf: _DossierPDF, d: Dossier, lang: str, label: CodeLabels) -> No
                 _utc(decision.at),
                 decision.step_name or decision.spec_id,
                 f"{decision.actor} ({role})" if role else decision.actor,
-                _pairs(decision.inputs),
+                _pairs(decision.inputs)
+                + (f"\n→ {_pairs({k: c.get('new') for k, c in decision.effects.items()})}" if decision.effects else ""),
             )
         )
     pdf.grid(

@@ -95,7 +95,7 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
             customer_name=customer, team=user.team))
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
                      data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
-                           "data": data})
+                           "data": data, "effects": audit.changes(data, runner.current_data(workflow))})
         inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=user.team)
         outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False, actor=user,
                                claim_first=claim_first)

@@ -408,7 +408,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             with using_clock(rt.clock):
                 task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
                 after = dict(task.data)
-                stepped = runner.step(workflow)
+                stepped = runner.step(workflow, origin=task)
         except runner.NotReady:
             raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
         except (SpiffWorkflowException, SandboxViolation) as err:
@@ -421,9 +421,12 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             audit.record(s, now, "four_eyes_override", actor_id=user.id, actor=user.username, role=row.role,
                          instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
                          data={"reason": override_reason.strip(), "conflict": overridden})
+        recorded = {"form": cleaned, "changes": audit.changes(before, after)}
+        effects = audit.changes(after, stepped.settled)  # what scripts and decision tables set next
+        if effects:
+            recorded["effects"] = effects
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
-                     instance_id=inst.id, task_id=row.id, spec_id=row.spec_id,
-                     data={"form": cleaned, "changes": audit.changes(before, after)})
+                     instance_id=inst.id, task_id=row.id, spec_id=row.spec_id, data=recorded)
         for cancelled_id, spec_id in outcome.cancelled:
             audit.record(s, now, "cancel", instance_id=inst.id, task_id=cancelled_id, spec_id=spec_id)
         result = Completion(row.id, inst.id, outcome.version, outcome.status, outcome.new_task_ids)
