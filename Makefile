@@ -52,6 +52,13 @@ bench-web: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/web_bench.py
 
+# The audit record at volume: fill 1,000,000 chained events, verify_all, period CSV, audit.record cost, tamper
+# detection (SQLite and PostgreSQL); `--quick` for 50,000.
+.PHONY: bench-audit
+bench-audit: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/audit_bench.py
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache webapp/static/vendor webapp/assets/node_modules
 
