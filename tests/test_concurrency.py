@@ -62,8 +62,8 @@ class Gate:
     def install(self, monkeypatch) -> None:
         real = runner.step
 
-        def step(workflow):
-            dropped = real(workflow)
+        def step(workflow, *args, **kwargs):
+            dropped = real(workflow, *args, **kwargs)
             if not getattr(self.local, "gated", False):
                 self.local.gated = True
                 with self.cond:
