@@ -48,13 +48,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models import AuditEvent, Instance, Notification, Step, TaskRow, Timer  # noqa: E402
+from models import AuditChain, AuditEvent, Instance, Notification, Step, TaskRow, Timer  # noqa: E402
 from tests.web import WebClient, form_fields  # noqa: E402
 from workflows import config  # noqa: E402
 from workflows.clock import FrozenClock  # noqa: E402
 from workflows.runtime import Runtime  # noqa: E402
 from workflows.schema import upgrade  # noqa: E402
-from workflows.services import accounts, deployments, instances, tasks, timers, tokens  # noqa: E402
+from workflows.services import accounts, audit, deployments, instances, integrity, tasks, timers, tokens  # noqa: E402
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 FAST_HASH = "pbkdf2:sha256:1000"
@@ -461,11 +461,16 @@ class Copier:
             for row in t.get(name, []):
                 out[name].append({**moved(name, row), "id": self._id(name), "instance_id": new_id,
                                   "task_uuid": uuids[row["task_uuid"]]})
-        for row in t.get("audit_events", []):
+        chain, head = audit.chain_of(new_id), audit.GENESIS  # each copy gets its own, valid hash chain
+        for seq, row in enumerate(t.get("audit_events", []), 1):
             data = json.loads(_replace_text(json.dumps(row["data"], ensure_ascii=False), pairs))
-            out["audit_events"].append({**moved("audit_events", row), "id": self._id("audit_events"),
-                                        "instance_id": new_id, "task_id": task_ids.get(row["task_id"]),
-                                        "data": data})
+            event = {**moved("audit_events", row), "id": self._id("audit_events"), "instance_id": new_id,
+                     "task_id": task_ids.get(row["task_id"]), "data": data, "chain": chain, "seq": seq,
+                     "prev_hash": head}
+            head = event["hash"] = audit.event_hash(event)
+            out["audit_events"].append(event)
+        out["audit_chains"].append({"chain": chain, "seq": len(t.get("audit_events", [])), "head": head,
+                                    "anchored_seq": 0})
         for row in t.get("notifications", []):
             params = dict(row["params"], business_key=new_key, customer=new_name)
             if params.get("task_id") in task_ids:
@@ -481,16 +486,20 @@ class Copier:
         with tqdm(total=n, desc=f"{label}: copies", unit="contract", file=sys.stderr, leave=False) as bar:
             done = 0
             while done < n:
-                out: dict[str, list[dict]] = {name: [] for name in TABLES}
+                out: dict[str, list[dict]] = {name: [] for name in [*TABLES, "audit_chains"]}
                 size = min(batch, n - done)
                 for _ in range(size):
                     self.copy(self.rng.choice(template_ids), out)
                 with self.rt.engine.begin() as conn:
-                    for name, table in TABLES.items():
+                    for name, table in [*TABLES.items(), ("audit_chains", AuditChain.__table__)]:
                         if out[name]:
                             conn.execute(insert(table), out[name])
                 done += size
                 bar.update(size)
+        report = integrity.verify_all(self.rt)  # the copies carry valid hash chains of their own
+        print(f"{label}: audit record after copying: {report.summary()}", file=sys.stderr)
+        if not report.ok:
+            raise SystemExit("the copied audit record does not verify")
         if self.rt.postgres:
             with self.rt.engine.begin() as conn:
                 for name in TABLES:

@@ -197,3 +197,86 @@ def test_concurrent_writers_to_one_chain_stay_in_one_line(rt, users):
     assert errors == []
     report = integrity.verify_all(rt)
     assert report.ok, report.summary()
+
+
+@pytest.mark.parametrize("check", ["all", "one"])
+def test_a_commit_during_verification_is_no_false_alarm(rt, flow, monkeypatch, check):
+    """Another worker commits between the read of the chain heads and the stream of events: the verification
+    reads one moment (a REPEATABLE READ snapshot on PostgreSQL) and still says intact."""
+    from workflows.services import accounts, tasks
+
+    review = flow.task("draft_contract")
+    real, fired = integrity._anchored_in, []
+
+    def then_someone_claims(s, chains):
+        out = real(s, chains)
+        if not fired:
+            fired.append(1)
+            tasks.claim(rt, review.id, accounts.get_user(rt, "rep1"))
+        return out
+
+    monkeypatch.setattr(integrity, "_anchored_in", then_someone_claims)
+    report = integrity.verify_all(rt) if check == "all" else _verify(rt, flow)
+    assert fired and report.ok, report.summary()
+    assert integrity.verify_all(rt).ok  # and the claim itself chained on
+
+
+def test_a_wiped_history_with_its_head_is_found(rt, flow):
+    chain = audit.chain_of(flow.id)
+    _sql(rt, "DELETE FROM audit_events WHERE chain = :c", c=chain)
+    _sql(rt, "DELETE FROM audit_chains WHERE chain = :c", c=chain)
+    expected = [(chain, "removed")]
+    assert [(b.chain, b.kind) for b in integrity.verify_all(rt).breaks] == expected
+    assert [(b.chain, b.kind) for b in _verify(rt, flow).breaks] == expected
+
+
+def test_a_wiped_anchored_history_is_found_even_without_its_contract(rt, flow):
+    integrity.anchor(rt)
+    chain = audit.chain_of(flow.id)
+    _sql(rt, "DELETE FROM instances WHERE id = :i", i=flow.id)  # cascades to tasks, events, steps
+    _sql(rt, "DELETE FROM audit_chains WHERE chain = :c", c=chain)
+    report = integrity.verify_all(rt)
+    assert [(b.chain, b.kind) for b in report.breaks] == [(chain, "removed")], report.summary()
+    assert "anchor" in report.breaks[0].message
+
+
+def _rewrite(rt, chain: str, actor: str) -> None:
+    """A consistent forgery: change every event's actor, recompute every hash and the head."""
+    with rt.engine.begin() as conn:
+        rows = conn.execute(select(AuditEvent.__table__).where(AuditEvent.chain == chain)
+                            .order_by(AuditEvent.seq)).mappings().all()
+        prev = audit.GENESIS
+        for row in rows:
+            forged = dict(row, actor=actor, prev_hash=prev)
+            prev = audit.event_hash(forged)
+            conn.execute(AuditEvent.__table__.update().where(AuditEvent.id == row["id"])
+                         .values(actor=actor, prev_hash=forged["prev_hash"], hash=prev))
+        conn.execute(AuditChain.__table__.update().where(AuditChain.chain == chain).values(head=prev))
+
+
+def test_a_digest_kept_outside_proves_the_anchors_were_not_rewritten(rt, flow):
+    kept = integrity.anchor(rt).digest
+    assert integrity.verify_all(rt, digest=kept).ok
+    # a forger rewrites a contract's history and every anchor consistently ...
+    _rewrite(rt, audit.chain_of(flow.id), "mgr1")
+    assert not integrity.verify_all(rt).ok  # (the old anchor still disagrees)
+    _sql(rt, "DELETE FROM audit_anchors")
+    _sql(rt, "UPDATE audit_chains SET anchored_seq = 0")
+    integrity.anchor(rt)
+    assert integrity.verify_all(rt).ok
+    # ... and only the digest kept outside shows it
+    report = integrity.verify_all(rt, digest=kept)
+    assert [b.kind for b in report.breaks] == ["anchor"] and "kept outside" in report.breaks[0].message
+
+
+def test_numbers_hash_the_same_after_the_round_trip(rt, users):
+    """jsonb gives 1e23 back as an integer that is not int(1e23); NaN cannot be stored at all."""
+    values = {"big": 1e23, "pow": float(2**60), "int": 10**23, "small": 1.5e-7, "tenth": 0.1, "neg": -2.0,
+              "nan": float("nan"), "inf": float("-inf"), "flag": True}
+    with rt.write() as s:
+        audit.record(s, rt.clock.now(), "note", actor="test", data=values)
+    report = integrity.verify_all(rt)
+    assert report.ok, report.summary()
+    with rt.read() as s:
+        stored = s.scalars(select(AuditEvent.data).where(AuditEvent.action == "note")).one()
+    assert stored["nan"] == "nan" and stored["inf"] == "-inf" and stored["flag"] is True

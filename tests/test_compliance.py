@@ -248,3 +248,11 @@ def test_what_the_decision_table_set_is_recorded_with_the_step_that_caused_it(rt
     after_review = page.snapshots[complete[1].seq]
     assert after_review["need_manager"] is True and after_review["customer_name"] == "华东精密机械有限公司"
     assert page.snapshots[complete[-1].seq]["legal_decision"] == "approve"
+    # the second branch completes the join: what the consolidating script wrote is its effect (it copies the
+    # legal decision out of review_results); the other branch's data merged at the join is not
+    flow.act("finance_review", "fin1", approve("finance"))
+    finance = {x.spec_id: x for x in compliance.instance_page(rt, audit1, flow.view().business_key)
+               .dossier.decisions}["finance_review"]
+    script_outputs = {"legal_decision", "finance_decision", "review_send_backs", "send_back"}
+    assert set(finance.effects) <= script_outputs and finance.effects["legal_decision"]["new"] == "approve"
+    assert "review_results" not in finance.effects

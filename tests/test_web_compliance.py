@@ -127,3 +127,45 @@ def test_pages_in_chinese(login, contract):
         page = web.text(path)
         assert "合规" in page, path
     assert "决策" in web.text(f"/compliance/contracts/{key}")
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/compliance/?to=9999-12-31", 422),
+    ("/compliance/?from=0001-01-01", 422),
+    ("/compliance/events.csv?from=2026-01-01&to=9999-12-31", 422),
+    ("/compliance/heatmap?to=9999-12-31", 422),
+    ("/compliance/heatmap/diagram.bpmn?version=99999999999999999999", 404),
+    ("/compliance/heatmap?version=99999999999999999999", 404),
+    ("/compliance/heatmap/diagram.bpmn", 422),
+])
+def test_out_of_range_input_is_a_clear_answer(auditor, path, status):
+    assert auditor.get(path).status_code == status
+
+
+def test_diagram_reads_are_in_the_access_log(auditor, rt, contract):
+    from sqlalchemy import func, select
+
+    from models import AuditEvent
+    from workflows.services import deployments
+
+    def reads():
+        with rt.read() as s:
+            return s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.chain == "access",
+                                                                               AuditEvent.action == "viewed"))
+
+    before = reads()
+    key = contract.view().business_key
+    assert auditor.get(f"/compliance/contracts/{key}/diagram.bpmn").status_code == 200
+    version = deployments.latest_deployment_id(rt, "quote_to_cash")
+    assert auditor.get(f"/compliance/heatmap/diagram.bpmn?version={version}").status_code == 200
+    assert reads() == before + 2
+
+
+def test_verification_against_a_digest_kept_outside(auditor, rt, contract):
+    from workflows.services import integrity
+
+    kept = integrity.anchor(rt).digest
+    ok = auditor.post("/compliance/integrity", {"digest": kept}, page="/compliance/integrity")
+    assert 'data-verify-result="ok"' in ok.get_data(as_text=True)
+    unknown = auditor.post("/compliance/integrity", {"digest": "ab" * 32}, page="/compliance/integrity")
+    assert 'data-break="anchor"' in unknown.get_data(as_text=True)

@@ -360,8 +360,9 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.argument("business_key", required=False)
+@click.option("--digest", help="An anchor digest kept outside the database: it must still be in the anchor chain.")
 @click.pass_context
-def audit_verify(ctx: click.Context, business_key: str | None) -> None:
+def audit_verify(ctx: click.Context, business_key: str | None, digest: str | None) -> None:
     """Verify one contract's audit chain, or every chain and anchor; exit 1 and name each break."""
     from tqdm import tqdm
 
@@ -371,7 +372,7 @@ def audit_verify(ctx: click.Context, business_key: str | None) -> None:
             report = integrity.verify_instance(rt, business_key)
         else:
             with tqdm(total=integrity.count_events(rt), desc="verifying", unit="event", file=sys.stderr) as bar:
-                report = integrity.verify_all(rt, progress=bar.update)
+                report = integrity.verify_all(rt, progress=bar.update, digest=digest)
     except ServiceError as err:
         _fail(err)
     for b in report.breaks:

@@ -73,6 +73,15 @@ class Runtime:
             yield session
 
     @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A read transaction that sees one moment throughout (REPEATABLE READ on PostgreSQL; a SQLite read
+        transaction already does): for reads that must agree with each other, like verifying the audit."""
+        with self._read() as session:
+            if self.postgres:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """One write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
         with self._write() as session, session.begin():

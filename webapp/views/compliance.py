@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import date
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import Blueprint, Response, render_template, request, send_file, stream_with_context
 from flask_login import login_required
 
 from workflows.services import compliance, integrity
@@ -77,8 +77,8 @@ def diagram(key: str):
 def definition(key: str, filename: str):
     name, content = compliance.deployment_file(rt(), me(), key, filename)
     mimetype = "application/json" if name.endswith(".json") else "application/xml"
-    return Response(content, mimetype=mimetype,
-                    headers={"Content-Disposition": f'attachment; filename="{name.rsplit("/", 1)[-1]}"'})
+    return send_file(io.BytesIO(content), mimetype=mimetype, as_attachment=True,
+                     download_name=name.rsplit("/", 1)[-1])
 
 
 @bp.get("/contracts/<key>/dossier.pdf")
@@ -86,8 +86,8 @@ def dossier_pdf(key: str):
     from workflows.services.dossier_pdf import render_pdf
 
     pdf = render_pdf(compliance.full_dossier(rt(), me(), key, language=get_language()), code_label)
-    return Response(pdf, mimetype="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="dossier-{key}.pdf"'})
+    return send_file(io.BytesIO(pdf), mimetype="application/pdf", as_attachment=True,
+                     download_name=f"dossier-{key}.pdf")
 
 
 def code_label(kind: str, code: str) -> str:
@@ -155,8 +155,9 @@ def integrity_page():
 @bp.post("/integrity")
 def verify():
     key = (request.form.get("key") or "").strip()[:120] or None
-    report = compliance.verify(rt(), me(), key)
-    return render_template("compliance/integrity.html", report=report, key=key,
+    digest = (request.form.get("digest") or "").strip()[:64] or None
+    report = compliance.verify(rt(), me(), key, digest)
+    return render_template("compliance/integrity.html", report=report, key=key, digest=digest,
                            anchor=integrity.latest_anchor(rt()))
 
 

@@ -20,6 +20,8 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
 )
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
 from SpiffWorkflow.bpmn.specs.mixins.events.intermediate_event import BoundaryEvent
+from SpiffWorkflow.bpmn.specs.mixins.script_task import ScriptEngineTask
+from SpiffWorkflow.dmn.specs.business_rule_task_mixin import BusinessRuleTaskMixin
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
@@ -53,14 +55,14 @@ TIMER_ROW_FLAG = "lvyue_timer_row"  # internal data: this timer task has a row i
 class StepResult:
     dropped: list[DroppedTask]
     fired_unrecorded: list[WaitingTimer]  # timers due on arrival: fired inside this step, never waited
-    settled: dict[str, Any] | None = None  # with ``origin``: the data where its branch came to rest
+    automated: dict[str, tuple[Any, Any]] | None = None  # with ``origin``: what scripts set after it
 
 
 def step(workflow: BpmnWorkflow, origin: Task | None = None) -> StepResult:
-    """Run the engine until it waits, then compact. ``origin`` is the task just completed: the data its
-    branch settled on is read before compaction drops the finished tasks in between."""
+    """Run the engine until it waits, then compact. ``origin`` is the task just completed: what scripts and
+    decision tables then set is read before compaction drops the finished tasks in between."""
     workflow.do_engine_steps()
-    settled = data_after(origin) if origin is not None else None
+    automated = automated_changes(origin) if origin is not None else None
     fired = []
     for task in workflow.tasks.values():
         if task.state == TaskState.COMPLETED and not task.internal_data.get(TIMER_ROW_FLAG):
@@ -68,7 +70,7 @@ def step(workflow: BpmnWorkflow, origin: Task | None = None) -> StepResult:
             if timer is not None:
                 task.internal_data[TIMER_ROW_FLAG] = True
                 fired.append(timer)
-    return StepResult(compact(workflow), fired, settled)
+    return StepResult(compact(workflow), fired, automated)
 
 
 def run_user_task(workflow: BpmnWorkflow, task_id: str, data: dict[str, Any]) -> tuple[Task, dict[str, Any]]:
@@ -142,21 +144,28 @@ def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     return workflow.last_task.data if workflow.last_task is not None else {}
 
 
-def data_after(task) -> dict[str, Any]:
-    """The data where the step that ``task`` began came to rest: the latest-changed task after it (ready,
-    waiting or done) that holds data. Unlike ``current_data`` it stays on ``task``'s own branch, so what a
-    script or decision table computed after a submit is told apart from another branch's state."""
-    best = None
+def automated_changes(task: Task) -> dict[str, tuple[Any, Any]]:
+    """What the script and decision-table tasks that ran after ``task`` on its own branch (until the process
+    waited again) changed: key -> (old, new). Each is compared with the data it received, so a parallel
+    branch's input merged at a join is not credited to them."""
+    ran = []
     stack = list(task.children)
     while stack:
         t = stack.pop()
         if t is None:  # an id whose task compaction already moved out of the live tree
             continue
-        if (t.state & (TaskState.READY | TaskState.WAITING | TaskState.COMPLETED) and t.data
-                and (best is None or t.last_state_change > best.last_state_change)):
-            best = t
+        if (t.state == TaskState.COMPLETED and isinstance(t.task_spec, ScriptEngineTask | BusinessRuleTaskMixin)
+                and t.parent is not None):
+            ran.append(t)
         stack.extend(t.children)
-    return best.data if best is not None else task.data
+    changed: dict[str, tuple[Any, Any]] = {}
+    for t in sorted(ran, key=lambda t: t.last_state_change):
+        before, after = t.parent.data, t.data
+        for key in set(before) | set(after):
+            old, new = before.get(key), after.get(key)
+            if old != new:
+                changed[key] = (changed[key][0] if key in changed else old, new)
+    return {k: v for k, v in changed.items() if v[0] != v[1]}
 
 
 def to_datetime(value: Any, business_tz: str) -> datetime:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import bindparam, event, select, text, update
@@ -53,7 +55,7 @@ def record(s: Session, at: datetime, action: str, *, actor_id: int | None = None
     seq, prev = heads[chain]
     row = dict(at=at, action=action, actor_id=actor_id, actor=actor, role=role, instance_id=instance_id,
                deployment_id=deployment_id, task_id=task_id, spec_id=spec_id,
-               data=_codec.to_json_value(data or {}), chain=chain, seq=seq + 1, prev_hash=prev)
+               data=_finite(_codec.to_json_value(data or {})), chain=chain, seq=seq + 1, prev_hash=prev)
     row["hash"] = event_hash(row)
     conn.execute(INSERT_AUDIT, row)
     heads[chain] = (seq + 1, row["hash"])
@@ -75,8 +77,7 @@ def event_hash(row: Any) -> str:
     """SHA-256 over the event's content, chain position and predecessor, in one canonical JSON form.
 
     ``row`` is a mapping or a result row with the event's columns; data read back from either database
-    hashes the same as the data written (floats with an integral value are written as integers, since
-    PostgreSQL's jsonb returns ``1e20`` as ``100000000000000000000``)."""
+    hashes the same as the data written (see ``_canonical``)."""
     get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
     body = [get("chain"), get("seq"), get("prev_hash"), utc_text(get("at")), get("action"), get("actor_id"),
             get("actor"), get("role"), get("instance_id"), get("deployment_id"), get("task_id"), get("spec_id"),
@@ -93,13 +94,36 @@ def utc_text(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_EXACT = 2**53  # beyond this, a float and the integer PostgreSQL's jsonb gives back for it differ
+
+
 def _canonical(value: Any) -> Any:
+    """Numbers as both databases give them back: an integral float as an int, and a number too large for a
+    float to hold exactly as its normalized decimal text (jsonb returns ``1e23`` as ``100000000000000000000000``,
+    which is not ``int(1e23)``)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        if abs(value) < _EXACT:
+            return int(value)
+        return {"$number": str(Decimal(repr(value)).normalize())}
+    if isinstance(value, int) and abs(value) >= _EXACT:
+        return {"$number": str(Decimal(value).normalize())}
     if isinstance(value, dict):
         return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_canonical(v) for v in value]
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as text: JSON (and PostgreSQL's jsonb) has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
     return value
 
 

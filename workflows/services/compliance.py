@@ -86,6 +86,12 @@ def day_start(day: date, tz: str) -> datetime:
     return datetime.combine(day, time.min, ZoneInfo(tz))
 
 
+def _check_dates(**days: date | None) -> None:
+    for name, day in days.items():
+        if day is not None and not 1900 <= day.year <= 2999:
+            raise InvalidInput(f"{day.isoformat()} is out of range", {name: "give a date between 1900 and 2999"})
+
+
 def _explorer_where(rt: Runtime, f: ExplorerFilter) -> list:
     where = []
     if f.key:
@@ -112,6 +118,7 @@ def _explorer_where(rt: Runtime, f: ExplorerFilter) -> list:
 
 def explore(rt: Runtime, user: UserView, f: ExplorerFilter, page: int = 1, per_page: int = 20) -> ExplorerResult:
     require_compliance(user)
+    _check_dates(started_from=f.started_from, started_to=f.started_to)
     if f.started_from and f.started_to and f.started_from > f.started_to:
         raise InvalidInput("the date range is reversed", {"started_to": "must not be before the start date"})
     where = _explorer_where(rt, f)
@@ -168,8 +175,9 @@ def _path(s, rt: Runtime, inst: Instance, flows: dict[str, tuple[str, str]]) -> 
     return PathInfo(done - current, current, taken, durations, passes)
 
 
-def _chain_check(s, inst: Instance) -> ChainCheck:
-    report = verify_chain_in(s, audit.chain_of(inst.id))
+def _chain_check(rt: Runtime, inst: Instance) -> ChainCheck:
+    with rt.snapshot() as snap:  # its own consistent view: the page's transaction reads heads and events apart
+        report = verify_chain_in(snap, audit.chain_of(inst.id))
     message = "intact" if report.ok else "; ".join(b.message for b in report.breaks[:3])
     return ChainCheck(report.ok, report.events, message)
 
@@ -226,7 +234,7 @@ def _dossier(s, rt: Runtime, user: UserView, inst: Instance, path: PathInfo, eve
     return Dossier(inst.business_key, inst.process_key, package.main.name, inst.deployment_id, version or 0,
                    inst.status, inst.stage, inst.customer_name, inst.amount, inst.team, starter, inst.started_at,
                    inst.completed_at, package.main_bpmn[1], path.done, path.current, path.flows, path.durations,
-                   events, decisions, {}, _chain_check(s, inst), rt.clock.now(), user.username, language, names)
+                   events, decisions, {}, _chain_check(rt, inst), rt.clock.now(), user.username, language, names)
 
 
 def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language: str = "en") -> InstancePage:
@@ -281,9 +289,11 @@ def deployment_file(rt: Runtime, user: UserView, key: str, filename: str) -> tup
 
 def diagram_xml(rt: Runtime, user: UserView, key: str) -> bytes:
     require_compliance(user)
-    with rt.read() as s:
+    with rt.write() as s:
         inst = _instance(s, key)
-        return package_for(rt, inst.deployment_id).main_bpmn[1]
+        _access(s, rt, user, "diagram", business_key=key)
+        deployment_id = inst.deployment_id
+    return package_for(rt, deployment_id).main_bpmn[1]
 
 
 # --- CSV exports (streamed) -----------------------------------------------------------------------------
@@ -317,6 +327,7 @@ def instance_events_csv(rt: Runtime, user: UserView, key: str) -> Iterator[tuple
 def period_events_csv(rt: Runtime, user: UserView, start: date, end: date) -> Iterator[tuple]:
     """All events from ``start`` to ``end`` (business days, inclusive), in time order, streamed."""
     require_compliance(user)
+    _check_dates(start=start, end=end)
     if start > end:
         raise InvalidInput("the date range is reversed", {"to": "must not be before the start date"})
     with rt.write() as s:
@@ -417,6 +428,7 @@ def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | 
     """Median and p90 time spent per user task over the instances of one process version started in the
     range (open tasks count up to now): where contracts wait."""
     require_compliance(user)
+    _check_dates(started_from=started_from, started_to=started_to)
     with rt.write() as s:
         versions = s.execute(select(Deployment.id, Deployment.version).where(Deployment.process_key == process_key)
                              .order_by(Deployment.version.desc())).all()
@@ -473,17 +485,19 @@ def access_log(rt: Runtime, user: UserView, page: int = 1, per_page: int = 50) -
     return Page(entries, total, page, per_page)
 
 
-def verify(rt: Runtime, user: UserView, business_key: str | None = None) -> VerifyReport:
-    """Check one contract's chain, or every chain and anchor (the page and ``lvyue audit verify``)."""
+def verify(rt: Runtime, user: UserView, business_key: str | None = None, digest: str | None = None) -> VerifyReport:
+    """Check one contract's chain, or every chain and anchor, optionally against an anchor digest kept
+    outside the database (the Integrity page; ``lvyue audit verify`` calls integrity directly)."""
     require_compliance(user)
     with rt.write() as s:
-        _access(s, rt, user, "verify", business_key=business_key)
-    return verify_instance(rt, business_key) if business_key else verify_all(rt)
+        _access(s, rt, user, "verify", business_key=business_key, digest=digest)
+    return verify_instance(rt, business_key) if business_key else verify_all(rt, digest=digest)
 
 
 def version_xml(rt: Runtime, user: UserView, deployment_id: int) -> bytes:
     require_compliance(user)
-    with rt.read() as s:
-        if s.get(Deployment, deployment_id) is None:
+    with rt.write() as s:
+        if not 0 < deployment_id < 2**31 or s.get(Deployment, deployment_id) is None:
             raise NotFound(f"no process version #{deployment_id}")
+        _access(s, rt, user, "diagram", deployment_id=deployment_id)
     return package_for(rt, deployment_id).main_bpmn[1]

@@ -114,7 +114,7 @@ def _anchored_in(s, chains: list[str] | None) -> dict[str, dict[int, str]]:
 
 
 def verify_instance(rt: Runtime, business_key: str) -> VerifyReport:
-    with rt.read() as s:
+    with rt.snapshot() as s:
         instance_id = s.scalar(select(Instance.id).where(Instance.business_key == business_key))
         if instance_id is None:
             raise NotFound(f"no contract '{business_key}'")
@@ -122,31 +122,46 @@ def verify_instance(rt: Runtime, business_key: str) -> VerifyReport:
 
 
 def verify_chain_in(s, chain: str) -> VerifyReport:
+    """One chain, read in ``s`` (give it a snapshot: a head read before a commit and events after it would
+    not agree)."""
     report = VerifyReport()
     row = s.execute(select(AuditChain.seq, AuditChain.head).where(AuditChain.chain == chain)).first()
     rows = s.execute(select(*_EVENT_COLUMNS).where(AuditEvent.chain == chain).order_by(AuditEvent.seq))
     _walk(chain, rows, Head(*row) if row else None, _anchored_in(s, [chain]).get(chain, {}), report)
+    if report.events == 0 and chain.startswith("i:") and not report.breaks:
+        report.breaks.append(Break(chain, 1, None, "removed", "the contract has no recorded history: every contract "
+                                                              "starts with a recorded event"))
     return report
 
 
-def verify_all(rt: Runtime, progress: Callable[[int], None] | None = None) -> VerifyReport:
+def verify_all(rt: Runtime, progress: Callable[[int], None] | None = None,
+               digest: str | None = None) -> VerifyReport:
     """Every chain and every anchor, streaming the events in chain order: each chain is checked as its rows
-    go by, so memory does not grow with the length of a chain (the ``access`` chain never stops growing)."""
+    go by, so memory does not grow with the length of a chain (the ``access`` chain never stops growing).
+    ``digest``: an anchor digest kept outside the database, which must still be in the anchor chain."""
     report = VerifyReport()
-    with rt.read() as s:
+    with rt.snapshot() as s:
         heads = {c: Head(seq, h) for c, seq, h in s.execute(select(AuditChain.chain, AuditChain.seq,
                                                                     AuditChain.head))}
         anchored = _anchored_in(s, None)
-        _verify_anchors(s, report)
+        _verify_anchors(s, report, digest)
         stream = s.execute(select(*_EVENT_COLUMNS).order_by(AuditEvent.chain, AuditEvent.seq)
                            .execution_options(yield_per=2000))
+        seen = set()
         for chain, rows in groupby(stream, key=attrgetter("chain")):
             before = report.events
             _walk(chain, rows, heads.pop(chain, None), anchored.get(chain, {}), report)
+            seen.add(chain)
             if progress:
                 progress(report.events - before)
-        for chain in sorted(heads):  # heads whose every event is gone
-            _walk(chain, [], heads[chain], anchored.get(chain, {}), report)
+        # chains whose every event is gone: a head or an anchor still counts them, or their contract exists
+        for chain in sorted((set(heads) | set(anchored)) - seen):
+            _walk(chain, [], heads.get(chain), anchored.get(chain, {}), report)
+            seen.add(chain)
+        for instance_id, key in s.execute(select(Instance.id, Instance.business_key)):
+            if chain_of(instance_id) not in seen:
+                report.breaks.append(Break(chain_of(instance_id), 1, None, "removed",
+                                           f"contract {key} has no recorded history: every event of it was removed"))
     return report
 
 
@@ -164,7 +179,7 @@ def anchor_digest(prev_digest: str, at: datetime, entries: Iterable[tuple[str, i
     return h.hexdigest()
 
 
-def _verify_anchors(s, report: VerifyReport) -> None:
+def _verify_anchors(s, report: VerifyReport, digest: str | None = None) -> None:
     prev = GENESIS
     anchors = s.execute(select(AuditAnchor.id, AuditAnchor.at, AuditAnchor.prev_digest, AuditAnchor.digest)
                         .order_by(AuditAnchor.id)).all()
@@ -182,6 +197,10 @@ def _verify_anchors(s, report: VerifyReport) -> None:
                                        f"anchor #{a.id} of {a.at:%Y-%m-%d %H:%M} was altered: its entries do not "
                                        "match its digest"))
         prev = a.digest
+    if digest and digest.strip().lower() not in {a.digest for a in anchors}:
+        report.breaks.append(Break("anchors", None, None, "anchor",
+                                   f"the digest kept outside ({digest.strip()[:16]}…) is in no anchor: the anchors "
+                                   "were rewritten or removed"))
 
 
 @dataclass(frozen=True)
