@@ -280,3 +280,35 @@ def test_numbers_hash_the_same_after_the_round_trip(rt, users):
     with rt.read() as s:
         stored = s.scalars(select(AuditEvent.data).where(AuditEvent.action == "note")).one()
     assert stored["nan"] == "nan" and stored["inf"] == "-inf" and stored["flag"] is True
+
+
+def test_a_failing_timer_is_recorded_on_the_chain_and_retried_until_error(rt, clock, monkeypatch):
+    """The engine fails on a due timer: each attempt is a timer_error event on the contract's chain (taken
+    after the timer row, like the firing path), the timer gives up after MAX_ATTEMPTS, the record verifies."""
+    from datetime import date, timedelta
+
+    from SpiffWorkflow.exceptions import WorkflowException
+
+    from models import Timer
+    from workflows.engine import runner
+    from workflows.services import timers
+
+    from .test_cli import collecting
+
+    flow = collecting(rt, clock, date(2027, 3, 1))
+
+    def broken(workflow):
+        raise WorkflowException("the installment script failed")
+
+    monkeypatch.setattr(runner, "fire_timers", broken)
+    clock.advance(timedelta(days=61))
+    for _ in range(timers.MAX_ATTEMPTS):
+        assert timers.fire_due_timers(rt, worker="w1").errors == 1
+    assert timers.fire_due_timers(rt, worker="w1").errors == 0  # given up
+    with rt.read() as s:
+        status = s.scalar(select(Timer.status).where(Timer.instance_id == flow.id, Timer.spec_id.like("%installment%")))
+        errors = s.scalars(select(AuditEvent.data).where(AuditEvent.instance_id == flow.id,
+                                                         AuditEvent.action == "timer_error")).all()
+    assert status == "error" and len(errors) == timers.MAX_ATTEMPTS
+    assert "the installment script failed" in errors[0]["error"]
+    assert integrity.verify_all(rt).ok

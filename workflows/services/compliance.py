@@ -38,6 +38,12 @@ def require_compliance(user: UserView) -> None:
         raise PermissionDenied(f"{user.username} is not in the compliance role")
 
 
+def _log(rt: Runtime, user: UserView, what: str, **details: Any) -> None:
+    """Record a read in a short write transaction of its own, so that the reads themselves hold no write lock."""
+    with rt.write() as s:
+        _access(s, rt, user, what, **details)
+
+
 def _access(s, rt: Runtime, user: UserView, what: str, **details: Any) -> None:
     clean = {k: v for k, v in details.items() if v not in (None, "", [], {})}
     audit.record(s, rt.clock.now(), "viewed", actor_id=user.id, actor=user.username, role="compliance",
@@ -123,7 +129,7 @@ def explore(rt: Runtime, user: UserView, f: ExplorerFilter, page: int = 1, per_p
         raise InvalidInput("the date range is reversed", {"started_to": "must not be before the start date"})
     where = _explorer_where(rt, f)
     page, per_page = max(1, page), min(max(1, per_page), 100)
-    with rt.write() as s:
+    with rt.read() as s:
         by_status = dict(s.execute(select(Instance.status, func.count()).where(*where).group_by(Instance.status)).all())
         status_where = [*where, Instance.status == f.status] if f.status else where
         total = by_status.get(f.status, 0) if f.status else sum(by_status.values())
@@ -133,7 +139,7 @@ def explore(rt: Runtime, user: UserView, f: ExplorerFilter, page: int = 1, per_p
                          .join(Deployment, Deployment.id == Instance.deployment_id).where(*status_where)
                          .order_by(Instance.started_at.desc(), Instance.id.desc())
                          .offset((page - 1) * per_page).limit(per_page)).all()
-        _access(s, rt, user, "explorer", filter=f.as_dict(), page=page)
+        _log(rt, user, "explorer", filter=f.as_dict(), page=page)
     return ExplorerResult(Page([ExplorerRow(*r) for r in rows], total, page, per_page), by_status)
 
 
@@ -239,7 +245,7 @@ def _dossier(s, rt: Runtime, user: UserView, inst: Instance, path: PathInfo, eve
 
 def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language: str = "en") -> InstancePage:
     require_compliance(user)
-    with rt.write() as s:
+    with rt.read() as s:
         inst = _instance(s, key)
         package = package_for(rt, inst.deployment_id)
         names = package.node_names
@@ -253,7 +259,7 @@ def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language
         path = _path(s, rt, inst, package.sequence_flows)
         dossier = _dossier(s, rt, user, inst, path, events, language)
         snapshots = {k: v for k, v in _snapshots(s, inst.id).items() if any(e.seq == k for e in events)}
-        _access(s, rt, user, "instance", business_key=key, page=page)
+        _log(rt, user, "instance", business_key=key, page=page)
         instance_id = inst.id
         focus = sorted(path.current) or [x for x in (inst.end_event, "start_" + inst.process_key) if x]
     dossier.data = instances.instance_data(rt, instance_id)
@@ -264,12 +270,12 @@ def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language
 def full_dossier(rt: Runtime, user: UserView, key: str, language: str = "en") -> Dossier:
     """Everything about one instance, every event included: for the PDF."""
     require_compliance(user)
-    with rt.write() as s:
+    with rt.read() as s:
         inst = _instance(s, key)
         package = package_for(rt, inst.deployment_id)
         events = [_event(r, package.node_names) for r in s.execute(_events_query(inst.id).order_by(AuditEvent.seq))]
         dossier = _dossier(s, rt, user, inst, _path(s, rt, inst, package.sequence_flows), events, language)
-        _access(s, rt, user, "dossier_pdf", business_key=key)
+        _log(rt, user, "dossier_pdf", business_key=key)
         instance_id = inst.id
     dossier.data = instances.instance_data(rt, instance_id)
     return dossier
@@ -330,8 +336,7 @@ def period_events_csv(rt: Runtime, user: UserView, start: date, end: date) -> It
     _check_dates(start=start, end=end)
     if start > end:
         raise InvalidInput("the date range is reversed", {"to": "must not be before the start date"})
-    with rt.write() as s:
-        _access(s, rt, user, "period_csv", start=start.isoformat(), end=end.isoformat())
+    _log(rt, user, "period_csv", start=start.isoformat(), end=end.isoformat())
     lo, hi = day_start(start, rt.business_tz), day_start(end + timedelta(days=1), rt.business_tz)
     return _csv_rows(rt, [AuditEvent.at >= lo, AuditEvent.at < hi], [AuditEvent.at, AuditEvent.id])
 
@@ -367,11 +372,11 @@ def four_eyes_report(rt: Runtime, user: UserView, page: int = 1, per_page: int =
     page, per_page = max(1, page), min(max(1, per_page), 100)
     approved, earlier, task = aliased(TaskRow), aliased(TaskRow), aliased(TaskRow)
     override = aliased(AuditEvent)
-    with rt.write() as s:
+    with rt.read() as s:
         rules = _rules(rt, s)
         pairs = [and_(approved.process_key == pk, approved.spec_id == a, earlier.spec_id == b)
                  for pk, rs in rules.items() for a, b in sorted(rs)]
-        _access(s, rt, user, "four_eyes", page=page)
+        _log(rt, user, "four_eyes", page=page)
         if not pairs:
             return Page([], 0, page, per_page)
         # one row per (task, excluded task): a drafter who reworked the quote twice is one case, not two
@@ -429,7 +434,7 @@ def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | 
     range (open tasks count up to now): where contracts wait."""
     require_compliance(user)
     _check_dates(started_from=started_from, started_to=started_to)
-    with rt.write() as s:
+    with rt.read() as s:
         versions = s.execute(select(Deployment.id, Deployment.version).where(Deployment.process_key == process_key)
                              .order_by(Deployment.version.desc())).all()
         if not versions:
@@ -449,9 +454,9 @@ def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | 
                 .where(*where, TaskRow.status != "cancelled")):
             spent.setdefault(spec_id, []).append(((completed or now) - created).total_seconds())
         count = s.scalar(select(func.count()).select_from(Instance).where(*where)) or 0
-        _access(s, rt, user, "heatmap", process_key=process_key, deployment_id=deployment_id,
-                started_from=started_from.isoformat() if started_from else None,
-                started_to=started_to.isoformat() if started_to else None)
+        _log(rt, user, "heatmap", process_key=process_key, deployment_id=deployment_id,
+             started_from=started_from.isoformat() if started_from else None,
+             started_to=started_to.isoformat() if started_to else None)
     names = package_for(rt, deployment_id).node_names
     p90s = {k: _p90(v) for k, v in spent.items()}
     slowest = max(p90s.values(), default=0) or 1
@@ -474,12 +479,12 @@ class AccessEntry:
 def access_log(rt: Runtime, user: UserView, page: int = 1, per_page: int = 50) -> Page[AccessEntry]:
     require_compliance(user)
     page, per_page = max(1, page), min(max(1, per_page), 100)
-    with rt.write() as s:
+    with rt.read() as s:
         where = AuditEvent.chain == audit.ACCESS_CHAIN
         total = s.scalar(select(func.count()).select_from(AuditEvent).where(where)) or 0
         rows = s.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.data).where(where)
                          .order_by(AuditEvent.seq.desc()).offset((page - 1) * per_page).limit(per_page)).all()
-        _access(s, rt, user, "access_log", page=page)
+        _log(rt, user, "access_log", page=page)
     entries = [AccessEntry(at, actor, (data or {}).get("view", ""),
                            {k: v for k, v in (data or {}).items() if k != "view"}) for at, actor, data in rows]
     return Page(entries, total, page, per_page)
@@ -489,8 +494,7 @@ def verify(rt: Runtime, user: UserView, business_key: str | None = None, digest:
     """Check one contract's chain, or every chain and anchor, optionally against an anchor digest kept
     outside the database (the Integrity page; ``lvyue audit verify`` calls integrity directly)."""
     require_compliance(user)
-    with rt.write() as s:
-        _access(s, rt, user, "verify", business_key=business_key, digest=digest)
+    _log(rt, user, "verify", business_key=business_key, digest=digest)
     return verify_instance(rt, business_key) if business_key else verify_all(rt, digest=digest)
 
 

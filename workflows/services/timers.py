@@ -102,7 +102,8 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
                 timer.last_error = "due by the database but not fired by the engine"
     if failure is not None:
         with rt.write() as s:
-            trow = s.get(Timer, timer.id)
+            # the timer row before the audit head, in the order the firing path takes them (no deadlock)
+            trow = s.get(Timer, timer.id, with_for_update=True)
             trow.attempts += 1
             trow.last_error = failure
             if trow.attempts >= MAX_ATTEMPTS:
