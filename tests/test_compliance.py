@@ -256,3 +256,20 @@ def test_what_the_decision_table_set_is_recorded_with_the_step_that_caused_it(rt
     script_outputs = {"legal_decision", "finance_decision", "review_send_backs", "send_back"}
     assert set(finance.effects) <= script_outputs and finance.effects["legal_decision"]["new"] == "approve"
     assert "review_results" not in finance.effects
+
+
+def test_heatmap_over_a_chosen_set_of_contracts(rt, audit1, clock):
+    slow = _flow(rt, "Slow Customer Ltd")
+    clock.advance(timedelta(hours=10))
+    slow.act("supervisor_review", "sup1", approve("supervisor"))
+    fast = _flow(rt, "Fast Customer Ltd")
+    clock.advance(timedelta(hours=1))
+    fast.act("supervisor_review", "sup1", approve("supervisor"))
+
+    def supervisor_p90(**filters):
+        heat = compliance.heatmap(rt, audit1, "quote_to_cash", f=compliance.ExplorerFilter(**filters))
+        return heat.instances, next(c.p90 for c in heat.cells if c.spec_id == "supervisor_review")
+
+    assert supervisor_p90(customer="Slow") == (1, timedelta(hours=10))
+    assert supervisor_p90(customer="Fast") == (1, timedelta(hours=1))
+    assert supervisor_p90()[0] == 2

@@ -41,12 +41,17 @@ def _text_arg(name: str) -> str | None:
     return (request.args.get(name) or "").strip()[:100] or None
 
 
+def _filter_arg() -> ExplorerFilter:
+    """The explorer's filters from the query string (the heatmap takes the same)."""
+    return ExplorerFilter(key=_text_arg("key"), customer=_text_arg("customer"),
+                          status=request.args.get("status") if request.args.get("status") in compliance.STATUSES
+                          else None, stage=_text_arg("stage"), started_from=_date_arg("from"),
+                          started_to=_date_arg("to"), actor=_text_arg("actor"), role=_text_arg("role"))
+
+
 @bp.get("/")
 def explorer():
-    f = ExplorerFilter(key=_text_arg("key"), customer=_text_arg("customer"),
-                       status=request.args.get("status") if request.args.get("status") in compliance.STATUSES else None,
-                       stage=_text_arg("stage"), started_from=_date_arg("from"), started_to=_date_arg("to"),
-                       actor=_text_arg("actor"), role=_text_arg("role"))
+    f = _filter_arg()
     result = compliance.explore(rt(), me(), f, page=page_arg())
     args = {k: v for k, v in request.args.items() if k != "page" and v}
     return render_template("compliance/explorer.html", result=result, page=result.page, f=f, args=args)
@@ -137,13 +142,14 @@ def four_eyes():
 def heatmap():
     process_key = _text_arg("process") or "quote_to_cash"
     version = request.args.get("version", type=int)
-    heat = compliance.heatmap(rt(), me(), process_key, version, _date_arg("from"), _date_arg("to"))
+    f = _filter_arg()
+    heat = compliance.heatmap(rt(), me(), process_key, version, f)
     from ..i18n import fmt_duration
 
     state = {"heat": {c.spec_id: round(c.heat, 3) for c in heat.cells},
              "labels": {c.spec_id: f"{fmt_duration(c.median)} / {fmt_duration(c.p90)}" for c in heat.cells}}
     args = {k: v for k, v in request.args.items() if v}
-    return render_template("compliance/heatmap.html", heat=heat, state=state, args=args)
+    return render_template("compliance/heatmap.html", heat=heat, state=state, args=args, f=f)
 
 
 @bp.get("/integrity")

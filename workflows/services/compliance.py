@@ -429,11 +429,12 @@ def _p90(values: list[float]) -> float:
 
 
 def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | None = None,
-            started_from: date | None = None, started_to: date | None = None) -> Heatmap:
-    """Median and p90 time spent per user task over the instances of one process version started in the
-    range (open tasks count up to now): where contracts wait."""
+            f: ExplorerFilter | None = None) -> Heatmap:
+    """Median and p90 time spent per user task over the instances of one process version that match the
+    explorer's filters (open tasks count up to now): where contracts wait."""
     require_compliance(user)
-    _check_dates(started_from=started_from, started_to=started_to)
+    f = f or ExplorerFilter()
+    _check_dates(started_from=f.started_from, started_to=f.started_to)
     with rt.read() as s:
         versions = s.execute(select(Deployment.id, Deployment.version).where(Deployment.process_key == process_key)
                              .order_by(Deployment.version.desc())).all()
@@ -444,8 +445,10 @@ def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | 
         version = next((v for d, v in versions if d == deployment_id), None)
         if version is None:
             raise NotFound(f"no version #{deployment_id} of '{process_key}'")
-        where = _explorer_where(rt, ExplorerFilter(started_from=started_from, started_to=started_to))
+        where = _explorer_where(rt, f)
         where.append(Instance.deployment_id == deployment_id)
+        if f.status:
+            where.append(Instance.status == f.status)
         now = rt.clock.now()
         spent: dict[str, list[float]] = {}
         for spec_id, created, completed in s.execute(
@@ -454,9 +457,7 @@ def heatmap(rt: Runtime, user: UserView, process_key: str, deployment_id: int | 
                 .where(*where, TaskRow.status != "cancelled")):
             spent.setdefault(spec_id, []).append(((completed or now) - created).total_seconds())
         count = s.scalar(select(func.count()).select_from(Instance).where(*where)) or 0
-        _log(rt, user, "heatmap", process_key=process_key, deployment_id=deployment_id,
-             started_from=started_from.isoformat() if started_from else None,
-             started_to=started_to.isoformat() if started_to else None)
+        _log(rt, user, "heatmap", process_key=process_key, deployment_id=deployment_id, filter=f.as_dict())
     names = package_for(rt, deployment_id).node_names
     p90s = {k: _p90(v) for k, v in spent.items()}
     slowest = max(p90s.values(), default=0) or 1
