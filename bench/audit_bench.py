@@ -51,11 +51,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, event, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, func, insert, select, text
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import scratch_postgres  # noqa: E402
 
 from models import AuditChain, AuditEvent, Deployment, Instance, User  # noqa: E402
 from workflows import config  # noqa: E402
@@ -65,7 +66,6 @@ from workflows.schema import upgrade  # noqa: E402
 from workflows.services import accounts, audit, compliance, deployments, integrity  # noqa: E402
 from workflows.services.statements import INSERT_AUDIT  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 FAST_HASH = "pbkdf2:sha256:1000"
 TZ = ZoneInfo("Asia/Shanghai")  # the runtime's business time zone
 YEAR = 2025  # the events fill this business year
@@ -594,17 +594,8 @@ def main() -> None:
             done.append(run_backend("SQLite", f"sqlite:///{tmp}/bench.db", n, args.records, tracemalloc_run))
 
     if args.backend in ("postgres", "both"):
-        db = f"lvyue_bench_audit_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        try:
-            url = make_url(PG_ADMIN).set(database=db).render_as_string(hide_password=False)
+        with scratch_postgres("lvyue_bench_audit") as url:
             done.append(run_backend("PostgreSQL", url, n, args.records, tracemalloc_run))
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            admin.dispose()
 
     for b in done:
         print_backend(b, n)

@@ -12,17 +12,17 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine, TaskDataEnvironment
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import scratch_postgres  # noqa: E402
 
 from workflows import config  # noqa: E402
 from workflows.clock import FrozenClock  # noqa: E402
@@ -34,7 +34,6 @@ from workflows.schema import upgrade  # noqa: E402
 from workflows.services import accounts, deployments, instances, tasks  # noqa: E402
 from workflows.services.deployments import collect_files  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 QUOTE = {
     "customer_name": "华东机械 East China Machinery", "customer_risk": "low",
     "line_items": [{"product": "CNC lathe", "quantity": 2, "unit_price": "12000.00"}],
@@ -126,19 +125,12 @@ def main() -> None:
     rows.append(("SQLite", sqlite, sqlite_commit))
 
     if not args.no_postgres:
-        db = f"lvyue_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        try:
-            rt = _runtime(make_url(PG_ADMIN).set(database=db).render_as_string(hide_password=False))
+        with scratch_postgres("lvyue_bench") as url:
+            rt = _runtime(url)
             pg_commit = empty_commit(rt)
             pg = persisted_steps(rt, max(passes // 2, 30) if not args.quick else 30, "PostgreSQL")
             rt.dispose()
             rows.append(("PostgreSQL", pg, pg_commit))
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
 
     print()
     print("Lvyue engine benchmark — quote_to_cash send-back loop (prepare_quote ⇄ supervisor_review)")

@@ -42,11 +42,12 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import create_engine, event, func, insert, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import event, func, insert, select, text
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scratch import scratch_postgres  # noqa: E402
 
 from models import AuditChain, AuditEvent, Instance, Notification, Step, TaskRow, Timer  # noqa: E402
 from tests.web import WebClient, form_fields  # noqa: E402
@@ -56,7 +57,6 @@ from workflows.runtime import Runtime  # noqa: E402
 from workflows.schema import upgrade  # noqa: E402
 from workflows.services import accounts, audit, deployments, instances, integrity, tasks, timers, tokens  # noqa: E402
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 FAST_HASH = "pbkdf2:sha256:1000"
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
 TZ = ZoneInfo("Asia/Shanghai")
@@ -856,20 +856,11 @@ def main() -> None:
             tmp.rmdir()
 
     if not args.no_postgres:
-        db = f"lvyue_webbench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
-        try:
-            url = make_url(PG_ADMIN).set(database=db).render_as_string(hide_password=False)
+        with scratch_postgres("lvyue_webbench") as url:
             r, p, b = run_backend(url, "PostgreSQL", n, engine_n, n_long, warmup, samples)
             rows += r
             plans += p
             built.append(("PostgreSQL", b))
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-            admin.dispose()
 
     print()
     print(f"Lvyue web benchmark — {n} contracts, Flask test client, {samples} requests per page after "
