@@ -254,12 +254,9 @@ def _event_rows(n: int, users: dict[str, int], deployment_id: int, first_instanc
             if k + 1 == PER_CHAIN:
                 active[slot] = active[-1]
                 active.pop()
-        seq, prev = heads.get(chain, (0, audit.GENESIS))
         row = dict(at=at, action=action, actor_id=users.get(actor), actor=actor, role=role, instance_id=iid,
-                   deployment_id=deployment_id if iid else None, task_id=None, spec_id=spec, data=data,
-                   chain=chain, seq=seq + 1, prev_hash=prev)
-        row["hash"] = audit.event_hash(row)
-        heads[chain] = (seq + 1, row["hash"])
+                   deployment_id=deployment_id if iid else None, task_id=None, spec_id=spec, data=data)
+        heads[chain] = audit.link(row, chain, heads.get(chain, (0, audit.GENESIS)))
         events.append(row)
         if len(events) >= BATCH:
             yield instances, events

@@ -461,16 +461,14 @@ class Copier:
             for row in t.get(name, []):
                 out[name].append({**moved(name, row), "id": self._id(name), "instance_id": new_id,
                                   "task_uuid": uuids[row["task_uuid"]]})
-        chain, head = audit.chain_of(new_id), audit.GENESIS  # each copy gets its own, valid hash chain
-        for seq, row in enumerate(t.get("audit_events", []), 1):
+        chain, head = audit.chain_of(new_id), (0, audit.GENESIS)  # each copy gets its own, valid hash chain
+        for row in t.get("audit_events", []):
             data = json.loads(_replace_text(json.dumps(row["data"], ensure_ascii=False), pairs))
             event = {**moved("audit_events", row), "id": self._id("audit_events"), "instance_id": new_id,
-                     "task_id": task_ids.get(row["task_id"]), "data": data, "chain": chain, "seq": seq,
-                     "prev_hash": head}
-            head = event["hash"] = audit.event_hash(event)
+                     "task_id": task_ids.get(row["task_id"]), "data": data}
+            head = audit.link(event, chain, head)
             out["audit_events"].append(event)
-        out["audit_chains"].append({"chain": chain, "seq": len(t.get("audit_events", [])), "head": head,
-                                    "anchored_seq": 0})
+        out["audit_chains"].append({"chain": chain, "seq": head[0], "head": head[1], "anchored_seq": 0})
         for row in t.get("notifications", []):
             params = dict(row["params"], business_key=new_key, customer=new_name)
             if params.get("task_id") in task_ids:

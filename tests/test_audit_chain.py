@@ -245,13 +245,13 @@ def _rewrite(rt, chain: str, actor: str) -> None:
     with rt.engine.begin() as conn:
         rows = conn.execute(select(AuditEvent.__table__).where(AuditEvent.chain == chain)
                             .order_by(AuditEvent.seq)).mappings().all()
-        prev = audit.GENESIS
+        head = (0, audit.GENESIS)
         for row in rows:
-            forged = dict(row, actor=actor, prev_hash=prev)
-            prev = audit.event_hash(forged)
+            forged = dict(row, actor=actor)
+            head = audit.link(forged, chain, head)
             conn.execute(AuditEvent.__table__.update().where(AuditEvent.id == row["id"])
-                         .values(actor=actor, prev_hash=forged["prev_hash"], hash=prev))
-        conn.execute(AuditChain.__table__.update().where(AuditChain.chain == chain).values(head=prev))
+                         .values(actor=actor, prev_hash=forged["prev_hash"], hash=forged["hash"]))
+        conn.execute(AuditChain.__table__.update().where(AuditChain.chain == chain).values(head=head[1]))
 
 
 def test_a_digest_kept_outside_proves_the_anchors_were_not_rewritten(rt, flow):

@@ -66,7 +66,7 @@ def upgrade() -> None:
 
 
 def _chain_existing_events() -> None:
-    from workflows.services.audit import GENESIS, HASHED_COLUMNS, chain_of, event_hash
+    from workflows.services.audit import GENESIS, HASHED_COLUMNS, chain_of, link
 
     bind = op.get_bind()
     events = sa.table('audit_events', sa.column('id', sa.Integer), sa.column('at', UTCDateTime()),
@@ -79,11 +79,10 @@ def _chain_existing_events() -> None:
     rows = bind.execute(sa.select(events).order_by(events.c.id)).mappings()
     for row in rows:
         chain = chain_of(row['instance_id'])
-        seq, prev = heads.get(chain, (0, GENESIS))
-        values = dict(row, chain=chain, seq=seq + 1, prev_hash=prev)
-        values['hash'] = event_hash(values)
-        heads[chain] = (seq + 1, values['hash'])
-        updates.append({'b_id': row['id'], 'b_chain': chain, 'b_seq': seq + 1, 'b_prev': prev, 'b_hash': values['hash']})
+        values = dict(row)
+        heads[chain] = link(values, chain, heads.get(chain, (0, GENESIS)))
+        updates.append({'b_id': row['id'], 'b_chain': chain, 'b_seq': values['seq'], 'b_prev': values['prev_hash'],
+                        'b_hash': values['hash']})
     if updates:
         bind.execute(events.update().where(events.c.id == sa.bindparam('b_id'))
                      .values(chain=sa.bindparam('b_chain'), seq=sa.bindparam('b_seq'),

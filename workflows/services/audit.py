@@ -52,13 +52,21 @@ def record(s: Session, at: datetime, action: str, *, actor_id: int | None = None
             conn.execute(_NEW_CHAIN, {"chain": chain, "head": GENESIS})
             head = conn.execute(_LOCK_HEAD, {"chain": chain}).one()
         heads[chain] = (head.seq, head.head)
-    seq, prev = heads[chain]
     row = dict(at=at, action=action, actor_id=actor_id, actor=actor, role=role, instance_id=instance_id,
                deployment_id=deployment_id, task_id=task_id, spec_id=spec_id,
-               data=_finite(_codec.to_json_value(data or {})), chain=chain, seq=seq + 1, prev_hash=prev)
-    row["hash"] = event_hash(row)
+               data=_finite(_codec.to_json_value(data or {})))
+    heads[chain] = link(row, chain, heads[chain])
     conn.execute(INSERT_AUDIT, row)
-    heads[chain] = (seq + 1, row["hash"])
+
+
+def link(row: dict[str, Any], chain: str, head: tuple[int, str]) -> tuple[int, str]:
+    """Place the event ``row`` after ``head`` (seq, hash) of ``chain``: sets its chain, seq, prev_hash and
+    hash, and returns the chain's new head. Whatever writes events (here, the migration, the benchmarks)
+    links them this one way."""
+    seq, prev = head
+    row.update(chain=chain, seq=seq + 1, prev_hash=prev)
+    row["hash"] = event_hash(row)
+    return row["seq"], row["hash"]
 
 
 @event.listens_for(Session, "before_commit")
