@@ -14,7 +14,7 @@ from workflows.services import compliance, integrity
 from workflows.services.compliance import ExplorerFilter
 from workflows.services.errors import InvalidInput
 
-from ..i18n import get_language
+from ..i18n import fmt_duration, get_language
 from ..labels import action_label, role_label, stage_label, status_label
 from .common import me, page_arg, rt
 
@@ -68,8 +68,6 @@ def instance(key: str):
 
 
 def _duration_label(spent, passes: int) -> str:
-    from ..i18n import fmt_duration
-
     return fmt_duration(spent) + (f" ×{passes}" if passes > 1 else "")
 
 
@@ -144,8 +142,6 @@ def heatmap():
     version = request.args.get("version", type=int)
     f = _filter_arg()
     heat = compliance.heatmap(rt(), me(), process_key, version, f)
-    from ..i18n import fmt_duration
-
     state = {"heat": {c.spec_id: round(c.heat, 3) for c in heat.cells},
              "labels": {c.spec_id: f"{fmt_duration(c.median)} / {fmt_duration(c.p90)}" for c in heat.cells}}
     args = {k: v for k, v in request.args.items() if v}

@@ -228,19 +228,20 @@ def _snapshots(s, instance_id: int) -> dict[int, dict[str, Any]]:
     return out
 
 
-def _dossier(s, rt: Runtime, user: UserView, inst: Instance, path: PathInfo, events: list[DossierEvent],
-             language: str) -> Dossier:
-    package = package_for(rt, inst.deployment_id)
-    names = package.node_names
+def _dossier(s, rt: Runtime, user: UserView, inst: Instance, package, events: list[DossierEvent],
+             language: str) -> tuple[Dossier, PathInfo]:
+    path = _path(s, rt, inst, package.sequence_flows)
     version = s.scalar(select(Deployment.version).where(Deployment.id == inst.deployment_id))
     starter = s.scalar(select(User.username).where(User.id == inst.started_by_id)) if inst.started_by_id else None
     decisions = [Decision(e.at, e.actor, e.role, e.step_name or e.spec_id or "", e.spec_id or "",
                           e.data.get("form") or {}, e.data.get("changes") or {}, e.data.get("effects") or {})
                  for e in events if e.action == "complete"]
-    return Dossier(inst.business_key, inst.process_key, package.main.name, inst.deployment_id, version or 0,
-                   inst.status, inst.stage, inst.customer_name, inst.amount, inst.team, starter, inst.started_at,
-                   inst.completed_at, package.main_bpmn[1], path.done, path.current, path.flows, path.durations,
-                   events, decisions, {}, _chain_check(rt, inst), rt.clock.now(), user.username, language, names)
+    dossier = Dossier(inst.business_key, inst.process_key, package.main.name, inst.deployment_id, version or 0,
+                      inst.status, inst.stage, inst.customer_name, inst.amount, inst.team, starter, inst.started_at,
+                      inst.completed_at, package.main_bpmn[1], path.done, path.current, path.flows, path.durations,
+                      events, decisions, instances.instance_data(rt, inst.id), _chain_check(rt, inst),
+                      rt.clock.now(), user.username, language, package.node_names)
+    return dossier, path
 
 
 def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language: str = "en") -> InstancePage:
@@ -248,21 +249,18 @@ def instance_page(rt: Runtime, user: UserView, key: str, page: int = 1, language
     with rt.read() as s:
         inst = _instance(s, key)
         package = package_for(rt, inst.deployment_id)
-        names = package.node_names
         total = s.scalar(select(func.count()).select_from(AuditEvent)
                          .where(AuditEvent.chain == audit.chain_of(inst.id))) or 0
         pages = max(1, -(-total // EVENTS_PER_PAGE))
         page = min(max(1, page), pages)
         rows = s.execute(_events_query(inst.id).order_by(AuditEvent.seq)
                          .offset((page - 1) * EVENTS_PER_PAGE).limit(EVENTS_PER_PAGE)).all()
-        events = [_event(r, names) for r in rows]
-        path = _path(s, rt, inst, package.sequence_flows)
-        dossier = _dossier(s, rt, user, inst, path, events, language)
-        snapshots = {k: v for k, v in _snapshots(s, inst.id).items() if any(e.seq == k for e in events)}
-        _log(rt, user, "instance", business_key=key, page=page)
-        instance_id = inst.id
+        events = [_event(r, package.node_names) for r in rows]
+        dossier, path = _dossier(s, rt, user, inst, package, events, language)
+        shown = {e.seq for e in events}
+        snapshots = {k: v for k, v in _snapshots(s, inst.id).items() if k in shown}
         focus = sorted(path.current) or [x for x in (inst.end_event, "start_" + inst.process_key) if x]
-    dossier.data = instances.instance_data(rt, instance_id)
+    _log(rt, user, "instance", business_key=key, page=page)
     return InstancePage(dossier, Page(events, total, page, EVENTS_PER_PAGE), snapshots, path.passes,
                         sorted(package.files), focus)
 
@@ -274,10 +272,8 @@ def full_dossier(rt: Runtime, user: UserView, key: str, language: str = "en") ->
         inst = _instance(s, key)
         package = package_for(rt, inst.deployment_id)
         events = [_event(r, package.node_names) for r in s.execute(_events_query(inst.id).order_by(AuditEvent.seq))]
-        dossier = _dossier(s, rt, user, inst, _path(s, rt, inst, package.sequence_flows), events, language)
-        _log(rt, user, "dossier_pdf", business_key=key)
-        instance_id = inst.id
-    dossier.data = instances.instance_data(rt, instance_id)
+        dossier, _ = _dossier(s, rt, user, inst, package, events, language)
+    _log(rt, user, "dossier_pdf", business_key=key)
     return dossier
 
 
