@@ -55,7 +55,7 @@ TIMER_ROW_FLAG = "lvyue_timer_row"  # internal data: this timer task has a row i
 class StepResult:
     dropped: list[DroppedTask]
     fired_unrecorded: list[WaitingTimer]  # timers due on arrival: fired inside this step, never waited
-    automated: dict[str, tuple[Any, Any]] | None = None  # with ``origin``: what scripts set after it
+    automated: dict[str, dict[str, Any]] | None = None  # with ``origin``: what scripts set after it
 
 
 def step(workflow: BpmnWorkflow, origin: Task | None = None) -> StepResult:
@@ -144,10 +144,20 @@ def current_data(workflow: BpmnWorkflow) -> dict[str, Any]:
     return workflow.last_task.data if workflow.last_task is not None else {}
 
 
-def automated_changes(task: Task) -> dict[str, tuple[Any, Any]]:
+def data_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The keys whose values differ, in key order, with old and new values: ``{key: {"old": .., "new": ..}}``."""
+    diff = {}
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old != new:
+            diff[key] = {"old": old, "new": new}
+    return diff
+
+
+def automated_changes(task: Task) -> dict[str, dict[str, Any]]:
     """What the script and decision-table tasks that ran after ``task`` on its own branch (until the process
-    waited again) changed: key -> (old, new). Each is compared with the data it received, so a parallel
-    branch's input merged at a join is not credited to them."""
+    waited again) changed, as ``data_changes`` gives it. Each is compared with the data it received, so a
+    parallel branch's input merged at a join is not credited to them."""
     ran = []
     stack = list(task.children)
     while stack:
@@ -158,14 +168,11 @@ def automated_changes(task: Task) -> dict[str, tuple[Any, Any]]:
                 and t.parent is not None):
             ran.append(t)
         stack.extend(t.children)
-    changed: dict[str, tuple[Any, Any]] = {}
+    changed: dict[str, dict[str, Any]] = {}
     for t in sorted(ran, key=lambda t: t.last_state_change):
-        before, after = t.parent.data, t.data
-        for key in set(before) | set(after):
-            old, new = before.get(key), after.get(key)
-            if old != new:
-                changed[key] = (changed[key][0] if key in changed else old, new)
-    return {k: v for k, v in changed.items() if v[0] != v[1]}
+        for key, change in data_changes(t.parent.data, t.data).items():
+            changed[key] = {"old": changed[key]["old"] if key in changed else change["old"], "new": change["new"]}
+    return {k: changed[k] for k in sorted(changed) if changed[k]["old"] != changed[k]["new"]}
 
 
 def to_datetime(value: Any, business_tz: str) -> datetime:

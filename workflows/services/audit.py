@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from models import AuditChain
 
 from ..engine.codec import StateCodec
+from ..engine.runner import data_changes as changes  # noqa: F401 - the diff every audit event records
 from .statements import INSERT_AUDIT
 
 _codec = StateCodec()
@@ -133,13 +134,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """The keys whose values differ, with old and new values (``record`` makes them JSON-safe)."""
-    diff = {}
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old != new:
-            diff[key] = {"old": old, "new": new}
-    return diff

@@ -423,7 +423,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
                          data={"reason": override_reason.strip(), "conflict": overridden})
         recorded = {"form": cleaned, "changes": audit.changes(before, after)}
         if stepped.automated:  # what scripts and decision tables set next
-            recorded["effects"] = {k: {"old": old, "new": new} for k, (old, new) in sorted(stepped.automated.items())}
+            recorded["effects"] = stepped.automated
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id, data=recorded)
         for cancelled_id, spec_id in outcome.cancelled:
