@@ -114,6 +114,22 @@ class _Seeder:
         self._add(ago, f"{spec_id} {case.customer}",
                   lambda: tasks.complete(self.rt, self.task(case, spec_id).id, self.user(username), data))
 
+    def contract(self, case: _Case, at: tuple[timedelta, ...], contract_no: str, plan: list[dict[str, str]],
+                 sign_by: str, customer_signatory: str | None = None, filing_no: str | None = None) -> None:
+        """The contract stage at the moments in ``at``: the starter drafts, legal checks, the manager signs for the
+        company, then (with a signatory) the customer signs and (with a number) legal files it."""
+        drafted, checked, company, *rest = at
+        self.act(case, drafted, "draft_contract", case.starter, {
+            "contract_no": contract_no, "contract_terms": TERMS, "payment_plan": plan, "sign_by": sign_by})
+        self.act(case, checked, "legal_contract_check", "legal1", {"contract_check_decision": "approve"})
+        self.act(case, company, "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
+                                                         "company_signed_on": self.date(company)})
+        if customer_signatory:
+            self.act(case, rest[0], "customer_signature", case.starter, {
+                "customer_signatory": customer_signatory, "customer_signed_on": self.date(rest[0])})
+        if filing_no:
+            self.act(case, rest[1], "file_contract", "legal1", {"filing_no": filing_no, "filed_on": self.date(rest[1])})
+
     def claim(self, case: _Case, ago: timedelta, spec_id: str, username: str) -> None:
         self._add(ago, f"claim {spec_id} {case.customer}",
                   lambda: tasks.claim(self.rt, self.task(case, spec_id).id, self.user(username)))
@@ -264,12 +280,8 @@ def _script(d: _Seeder) -> None:
     d.act(shenzhen, _ago(12, 4), "manager_review", "mgr1", _decision("manager"))
     d.act(shenzhen, _ago(11, 5), "legal_review", "legal1", _decision("legal"))
     d.act(shenzhen, _ago(11, 2), "finance_review", "fin1", _decision("finance"))
-    d.act(shenzhen, _ago(9, 3), "draft_contract", "rep1", {
-        "contract_no": f"HT-{year}-0318", "contract_terms": TERMS,
-        "payment_plan": _plan(amount, [(30, d.day(55)), (70, d.day(85))]), "sign_by": d.day(5)})
-    d.act(shenzhen, _ago(6, 4), "legal_contract_check", "legal1", {"contract_check_decision": "approve"})
-    d.act(shenzhen, _ago(4, 5), "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
-                                                         "company_signed_on": d.date(_ago(4, 5))})
+    d.contract(shenzhen, (_ago(9, 3), _ago(6, 4), _ago(4, 5)), f"HT-{year}-0318",
+               _plan(amount, [(30, d.day(55)), (70, d.day(85))]), sign_by=d.day(5))
     d.claim(shenzhen, _ago(4, 3), "customer_signature", "rep1")
     d.reassign(shenzhen, _ago(1, 5), "customer_signature", "rep1", "rep2",
                "本人下周休假，由李娜跟进客户签署。On leave next week; Li Na follows up the customer's signature.")
@@ -284,16 +296,9 @@ def _script(d: _Seeder) -> None:
         delivery_date=d.day(4)))
     d.act(qingdao, _ago(19, 2), "supervisor_review", "sup1", _decision("supervisor"))
     d.act(qingdao, _ago(18, 4), "manager_review", "mgr1", _decision("manager"))
-    d.act(qingdao, _ago(16, 3), "draft_contract", "rep2", {
-        "contract_no": f"HT-{year}-0296", "contract_terms": TERMS,
-        "payment_plan": _plan(amount, [(30, d.day(20)), (70, d.day(50))]), "sign_by": d.day(-10)})
-    d.act(qingdao, _ago(15, 5), "legal_contract_check", "legal1", {"contract_check_decision": "approve"})
-    d.act(qingdao, _ago(14, 4), "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
-                                                         "company_signed_on": d.date(_ago(14, 4))})
-    d.act(qingdao, _ago(12, 2), "customer_signature", "rep2", {"customer_signatory": "马国栋 Ma Guodong",
-                                                              "customer_signed_on": d.date(_ago(12, 2))})
-    d.act(qingdao, _ago(11, 5), "file_contract", "legal1", {"filing_no": f"BA-{year}-0211",
-                                                            "filed_on": d.date(_ago(11, 5))})
+    d.contract(qingdao, (_ago(16, 3), _ago(15, 5), _ago(14, 4), _ago(12, 2), _ago(11, 5)), f"HT-{year}-0296",
+               _plan(amount, [(30, d.day(20)), (70, d.day(50))]), sign_by=d.day(-10),
+               customer_signatory="马国栋 Ma Guodong", filing_no=f"BA-{year}-0211")
 
     # 9. Collection: delivered and accepted, the first installment paid, the second one due now; finance
     #    (fin1) holds the payment task.
@@ -307,15 +312,8 @@ def _script(d: _Seeder) -> None:
         delivery_date=d.day(-27)))
     d.act(wuhan, _ago(44, 3), "supervisor_review", "sup1", _decision("supervisor"))
     d.act(wuhan, _ago(43, 4), "manager_review", "mgr1", _decision("manager"))
-    d.act(wuhan, _ago(41, 2), "draft_contract", "rep1", {
-        "contract_no": f"HT-{year}-0247", "contract_terms": TERMS, "payment_plan": plan, "sign_by": d.day(-35)})
-    d.act(wuhan, _ago(40, 4), "legal_contract_check", "legal1", {"contract_check_decision": "approve"})
-    d.act(wuhan, _ago(39, 5), "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
-                                                       "company_signed_on": d.date(_ago(39, 5))})
-    d.act(wuhan, _ago(37, 3), "customer_signature", "rep1", {"customer_signatory": "黄建华 Huang Jianhua",
-                                                            "customer_signed_on": d.date(_ago(37, 3))})
-    d.act(wuhan, _ago(36, 5), "file_contract", "legal1", {"filing_no": f"BA-{year}-0187",
-                                                          "filed_on": d.date(_ago(36, 5))})
+    d.contract(wuhan, (_ago(41, 2), _ago(40, 4), _ago(39, 5), _ago(37, 3), _ago(36, 5)), f"HT-{year}-0247", plan,
+               sign_by=d.day(-35), customer_signatory="黄建华 Huang Jianhua", filing_no=f"BA-{year}-0187")
     d.act(wuhan, _ago(28, 4), "execute_delivery", "dlv1", {
         "delivered_on": d.date(_ago(28, 4)), "delivery_note": "两台机器人已到厂安装 Both robots installed on site"})
     d.act(wuhan, _ago(25, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"})
@@ -336,15 +334,8 @@ def _script(d: _Seeder) -> None:
         east.customer, items, terms="30% 预付，70% 验收后付清 30% advance, 70% on acceptance",
         delivery_date=d.day(-56)))
     d.act(east, _ago(69, 2), "supervisor_review", "sup1", _decision("supervisor"))
-    d.act(east, _ago(67, 4), "draft_contract", "rep1", {
-        "contract_no": f"HT-{year}-0201", "contract_terms": TERMS, "payment_plan": plan, "sign_by": d.day(-63)})
-    d.act(east, _ago(66, 3), "legal_contract_check", "legal1", {"contract_check_decision": "approve"})
-    d.act(east, _ago(65, 5), "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
-                                                      "company_signed_on": d.date(_ago(65, 5))})
-    d.act(east, _ago(64, 2), "customer_signature", "rep1", {"customer_signatory": "钱立新 Qian Lixin",
-                                                           "customer_signed_on": d.date(_ago(64, 2))})
-    d.act(east, _ago(63, 4), "file_contract", "legal1", {"filing_no": f"BA-{year}-0142",
-                                                         "filed_on": d.date(_ago(63, 4))})
+    d.contract(east, (_ago(67, 4), _ago(66, 3), _ago(65, 5), _ago(64, 2), _ago(63, 4)), f"HT-{year}-0201", plan,
+               sign_by=d.day(-63), customer_signatory="钱立新 Qian Lixin", filing_no=f"BA-{year}-0142")
     d.act(east, _ago(56, 5), "execute_delivery", "dlv1", {"delivered_on": d.date(_ago(56, 5))})
     d.act(east, _ago(54, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"})
     d.act(east, _ago(53, 4), "service_onboarding", "svc1", {"service_contact": "吴芳 Wu Fang",
