@@ -180,12 +180,12 @@ def _return_to_previous_holders(conn, inst: LiveInstance, package: ProcessPackag
                   if row["assignee_id"] is None and row["spec_id"] not in package.four_eyes_specs}
     if not candidates:
         return []
-    holders = dict(conn.execute(sql.PREVIOUS_HOLDERS, {"instance_id": inst.id, "spec_ids": list(candidates)}).all())
     returned = []
-    for spec_id, user_id in holders.items():
-        row = candidates[spec_id]
-        row["assignee_id"], row["claimed_at"] = user_id, now
-        returned.append(row)
+    for spec_id, row in candidates.items():
+        user_id = conn.scalar(sql.PREVIOUS_HOLDER, {"instance_id": inst.id, "spec_id": spec_id})
+        if user_id is not None:
+            row["assignee_id"], row["claimed_at"] = user_id, now
+            returned.append(row)
     return returned
 
 

@@ -42,14 +42,15 @@ COMPLETE_TASK = (
 )
 
 # who last completed a user task that is now created again (a send-back): the rework goes back to them
-PREVIOUS_HOLDERS = (
-    select(TaskRow.spec_id, TaskRow.completed_by_id)
+PREVIOUS_HOLDER = (  # the last person who did this step and may still do it (ix_tasks_last_done, newest first)
+    select(TaskRow.completed_by_id)
     .join(User, User.id == TaskRow.completed_by_id)
     .join(UserRole, (UserRole.user_id == User.id) & (UserRole.role_code == TaskRow.role))
-    .where(TaskRow.instance_id == bindparam("instance_id"), TaskRow.status == "completed",
-           TaskRow.spec_id.in_(bindparam("spec_ids", expanding=True)), User.active.is_(True),
+    .where(TaskRow.instance_id == bindparam("instance_id"), TaskRow.spec_id == bindparam("spec_id"),
+           TaskRow.status == "completed", TaskRow.completed_at.is_not(None), User.active.is_(True),
            User.service_account.is_(False))
-    .order_by(TaskRow.completed_at, TaskRow.id)
+    .order_by(TaskRow.completed_at.desc(), TaskRow.id.desc())
+    .limit(1)
 )
 
 OPEN_TASKS = (
