@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from models import Instance, TaskRow, User
@@ -76,6 +77,14 @@ def _item_query():
         assignee, assignee.id == TaskRow.assignee_id)
 
 
+# Built once and run on the session's Connection: building a select and the ORM's execution path cost
+# more than the indexed lookups themselves (bench/web_bench.py, "its queries through the service layer").
+ITEMS_BY_ID = _item_query().where(TaskRow.id.in_(bindparam("ids", expanding=True)))
+ITEM_BY_ID = _item_query().where(TaskRow.id == bindparam("id"))
+OPEN_ITEMS_OF_INSTANCE = (_item_query().where(TaskRow.instance_id == bindparam("instance_id"),
+                                              TaskRow.status == "open").order_by(TaskRow.id))
+
+
 SORTS = {
     "due": (TaskRow.due_at.is_(None), TaskRow.due_at, TaskRow.id),
     "created": (TaskRow.created_at, TaskRow.id),
@@ -96,7 +105,7 @@ class QueueFilter:
     sort: str = "due"
 
 
-def _scope_where(user: UserView, scope: str) -> list:
+def _scope_where(user: _Who, scope: str) -> list:
     """Conditions on task rows alone (each row carries its contract's team), so counts need no join."""
     where = [TaskRow.status == "open"]
     if scope == "mine":
@@ -108,14 +117,14 @@ def _scope_where(user: UserView, scope: str) -> list:
     elif scope == "team":
         if not user.roles & SUPERVISORY_ROLES:
             raise PermissionDenied("the team queue is for supervisors, managers and the director")
-        if "director" not in user.roles and user.team:
+        if "director" not in user.roles and user.team is not None:
             where.append(TaskRow.team == user.team)
     else:
         raise InvalidInput(f"unknown queue '{scope}'")
     return where
 
 
-def _team_where(user: UserView) -> list:
+def _team_where(user: _Who) -> list:
     """Team-scoped roles see their own team's contracts (and those of no team) only."""
     scoped = sorted(user.roles & TEAM_SCOPED_ROLES)
     if not scoped or user.team is None:
@@ -161,7 +170,7 @@ def _end_of_business_day(rt: Runtime, now: datetime, days_ahead: int) -> datetim
 
 
 def _count(s: Session, where: list) -> int:
-    return s.scalar(select(func.count()).select_from(TaskRow).where(and_(*where))) or 0
+    return s.connection().scalar(select(func.count()).select_from(TaskRow).where(and_(*where))) or 0
 
 
 def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, per_page: int = 25,
@@ -174,7 +183,7 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
     or customer); only those rows are then joined for display, so a page costs the same on page 1 and
     page 100 and does not grow with the number of contracts behind the filter."""
     f = filters or QueueFilter(stage=stage, customer=customer)
-    where = _scope_where(user, scope) + _filter_where(rt, f)
+    where = _scope_where(_Who(user.id, user.team or None, frozenset(user.roles)), scope) + _filter_where(rt, f)
     page, per_page = max(1, page), min(max(1, per_page), 200)
     order = SORTS[f.sort]
     ids = select(TaskRow.id).where(and_(*where))
@@ -183,8 +192,9 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
     ids = ids.order_by(*order).offset((page - 1) * per_page).limit(per_page)
     with rt.read() as s:
         total = _count(s, where)
-        chosen = list(s.scalars(ids))
-        rows = s.execute(_item_query().where(TaskRow.id.in_(chosen))).all() if chosen else []
+        conn = s.connection()
+        chosen = list(conn.scalars(ids))
+        rows = conn.execute(ITEMS_BY_ID, {"ids": chosen}).all() if chosen else []
     by_id = {r[0]: r for r in rows}
     return Page([TaskItem(*by_id[i]) for i in chosen if i in by_id], total, page, per_page)
 
@@ -193,19 +203,35 @@ def queue_counts(rt: Runtime, user: UserView) -> dict[str, int]:
     """The numbers in the navigation (on every page): my tasks, my overdue ones, my roles' unclaimed
     queue and, for supervisory roles, the team. Separate counts: each one is an index range (one
     statement with OR and FILTER measured slower on both databases)."""
-    now = rt.clock.now()
+    params = {"uid": user.id, "team": user.team, "now": rt.clock.now()}
+    names = ["mine", "mine_overdue", "roles"] + (["team"] if user.roles & SUPERVISORY_ROLES else [])
     with rt.read() as s:
-        counts = {"mine": _count(s, _scope_where(user, "mine")),
-                  "mine_overdue": _count(s, [*_scope_where(user, "mine"), TaskRow.due_at < now]),
-                  "roles": _count(s, _scope_where(user, "roles"))}
-        if user.roles & SUPERVISORY_ROLES:
-            counts["team"] = _count(s, _scope_where(user, "team"))
-    return counts
+        conn = s.connection()
+        return {name: conn.scalar(_count_statement(name, frozenset(user.roles), bool(user.team)), params) or 0
+                for name in names}
+
+
+@lru_cache(maxsize=512)
+def _count_statement(name: str, roles: frozenset[str], has_team: bool):
+    """A navigation count for users with these roles, built once with the user, team and time as parameters."""
+    who = _Who(bindparam("uid"), bindparam("team") if has_team else None, roles)
+    where = _scope_where(who, "roles" if name == "roles" else "team" if name == "team" else "mine")
+    if name == "mine_overdue":
+        where.append(TaskRow.due_at < bindparam("now"))
+    return select(func.count()).select_from(TaskRow).where(and_(*where))
+
+
+@dataclass(frozen=True)
+class _Who:
+    """What the queue conditions read of a user: values, or parameters for a statement built once."""
+    id: Any
+    team: Any  # None: no team
+    roles: frozenset[str]
 
 
 def get_task(rt: Runtime, task_id: int) -> TaskItem:
     with rt.read() as s:
-        row = s.execute(_item_query().where(TaskRow.id == task_id)).first()
+        row = s.connection().execute(ITEM_BY_ID, {"id": task_id}).first()
     if row is None:
         raise NotFound(f"no task #{task_id}")
     return TaskItem(*row)
@@ -434,13 +460,12 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
 
 
 def get_task_in(s: Session, task_id: int) -> TaskItem:
-    row = s.execute(_item_query().where(TaskRow.id == task_id)).first()
+    row = s.connection().execute(ITEM_BY_ID, {"id": task_id}).first()
     return TaskItem(*row)
 
 
 def open_tasks_of_instance(rt: Runtime, instance_id: int) -> list[TaskItem]:
     with rt.read() as s:
-        rows = s.execute(_item_query().where(TaskRow.instance_id == instance_id, TaskRow.status == "open")
-                         .order_by(TaskRow.id)).all()
+        rows = s.connection().execute(OPEN_ITEMS_OF_INSTANCE, {"instance_id": instance_id}).all()
     return [TaskItem(*r) for r in rows]
 
