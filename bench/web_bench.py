@@ -517,9 +517,11 @@ class Built:
     seconds_copy: float
     sizes: dict[str, int]
     stages: dict[str, int]
+    history: int = 0  # history copies (add_history)
+    seconds_history: float = 0.0
 
 
-def build(url: str, n: int, engine_n: int, n_long: int, label: str) -> Built:
+def build(url: str, n: int, engine_n: int, n_long: int, label: str, history_total: int = 0) -> Built:
     rng = random.Random(SEED)
     clock = FrozenClock(NOW)
     rt = _runtime(url, clock)
@@ -532,6 +534,7 @@ def build(url: str, n: int, engine_n: int, n_long: int, label: str) -> Built:
     if n > engine_n:
         Copier(rt, rng).run([c.instance_id for c in contracts], n - engine_n, label)
     seconds_copy = time.perf_counter() - start
+    history, seconds_history = add_history(rt, history_total, history_total * 10, label)
     if rt.postgres:  # autovacuum would have analyzed tables this size by now
         with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE"))
@@ -541,7 +544,83 @@ def build(url: str, n: int, engine_n: int, n_long: int, label: str) -> Built:
         stages = dict(s.execute(select(Instance.stage, func.count()).group_by(Instance.stage)).all())
     long_key = next(c.business_key for c in contracts if c.long and c.scenario.stop == ("supervisor_review",))
     return Built(rt, long_key, engine_n, max(0, n - engine_n), seconds_engine, seconds_copy, sizes,
-                 {str(k): v for k, v in stages.items()})
+                 {str(k): v for k, v in stages.items()}, history, seconds_history)
+
+
+# --- history at volume --------------------------------------------------------------------------------------------
+
+def _shifted(col: str, days: str, postgres: bool) -> str:
+    if postgres:
+        return f"{col} - ({days}) * interval '1 day'"
+    # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff': keep that shape so they sort as before
+    return f"CASE WHEN {col} IS NULL THEN NULL ELSE strftime('%Y-%m-%d %H:%M:%f', {col}, '-' || ({days}) || ' days') " \
+           "|| '000' END"
+
+
+def add_history(rt: Runtime, instances_total: int, tasks_total: int, label: str) -> tuple[int, float]:
+    """Bring the database to ``instances_total`` contracts and about ``tasks_total`` task rows with the years
+    of finished contracts a real company has: copies of the finished contracts, written with INSERT … SELECT.
+
+    A history copy has its instance row (with the stored state of its template, so it opens like one) and its
+    task rows (all completed, with fresh task UUIDs), moved 2–8 days further into the past per round. It has
+    no step, audit or notification rows: the queue and list queries never read those, and these copies are not
+    counted when the audit record is verified (that runs before). Returns (copies, seconds)."""
+    start = time.perf_counter()
+    with rt.read() as s:
+        have = s.scalar(select(func.count()).select_from(Instance))
+        have_tasks = s.scalar(select(func.count()).select_from(TaskRow))
+        counts = s.execute(select(TaskRow.instance_id, func.count()).join(Instance, Instance.id == TaskRow.instance_id)
+                           .where(Instance.status != "running").group_by(TaskRow.instance_id)).all()
+    need = instances_total - have
+    if need <= 0 or not counts:
+        return 0, 0.0
+    # the fullest finished contracts first, as many as keep the average at what the task target asks for
+    want_avg = max(0, tasks_total - have_tasks) / need
+    counts.sort(key=lambda ic: -ic[1])
+    templates, total = [], 0
+    for instance_id, n in counts:
+        if templates and (total + n) / (len(templates) + 1) < want_avg:
+            break
+        templates.append(instance_id)
+        total += n
+    rounds = -(-need // len(templates))
+    pg = rt.postgres
+    uuid_sql = "md5(random()::text || clock_timestamp()::text || t.id::text)" if pg else "lower(hex(randomblob(16)))"
+    inst_cols = [c.name for c in Instance.__table__.columns if c.name != "id"]
+    task_cols = [c.name for c in TaskRow.__table__.columns if c.name != "id"]
+    days = "{r} * 2 + (t.id % 7)"
+    bar = tqdm(total=need, desc=f"{label}: history copies", unit="contract", file=sys.stderr, leave=False)
+    done = 0
+    for r in range(1, rounds + 1):
+        batch = templates[:min(len(templates), need - done)]
+        ids = ", ".join(str(i) for i in batch)
+        suffix = f"-H{r}"
+        shift = days.format(r=r)
+
+        def value(col: str, times: tuple[str, ...], suffix: str = suffix, shift: str = shift) -> str:
+            if col == "business_key":
+                return f"t.business_key || '{suffix}'"
+            if col in times:
+                return _shifted(f"t.{col}", shift, pg)
+            return f"t.{col}"
+
+        with rt.write() as s:
+            s.execute(text(f"INSERT INTO instances ({', '.join(inst_cols)}) SELECT "
+                           f"{', '.join(value(c, TIME_COLUMNS['instances']) for c in inst_cols)} "
+                           f"FROM instances t WHERE t.id IN ({ids})"))
+            task_values = ", ".join("n.id" if c == "instance_id" else uuid_sql if c == "task_uuid"
+                                    else value(c, TIME_COLUMNS["tasks"]).replace("t.id %", "i.id %")
+                                    for c in task_cols)
+            s.execute(text(f"INSERT INTO tasks ({', '.join(task_cols)}) SELECT {task_values} "
+                           f"FROM tasks t JOIN instances i ON i.id = t.instance_id "
+                           f"JOIN instances n ON n.business_key = i.business_key || '{suffix}' "
+                           f"WHERE i.id IN ({ids})"))
+        done += len(batch)
+        bar.update(len(batch))
+        if done >= need:
+            break
+    bar.close()
+    return done, time.perf_counter() - start
 
 
 # --- measuring --------------------------------------------------------------------------------------------------
@@ -552,6 +631,7 @@ class Row:
     backend: str
     median: float
     p95: float
+    p99: float
     sql: float  # median time inside the database driver
     statements: str
     n: int
@@ -584,10 +664,13 @@ class StatementCounter:
         event.remove(self.engine, "after_cursor_execute", self._after)
 
 
-def _stat(samples: list[float]) -> tuple[float, float]:
+def _stat(samples: list[float]) -> tuple[float, float, float]:
     ms = sorted(x * 1000 for x in samples)
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return statistics.median(ms), p95
+
+    def pct(q: float) -> float:
+        return ms[min(len(ms) - 1, round(q * (len(ms) - 1)))]
+
+    return statistics.median(ms), pct(0.95), pct(0.99)
 
 
 def timed(label: str, backend: str, counter: StatementCounter, make: Callable[[int], Callable[[], object]],
@@ -607,10 +690,32 @@ def timed(label: str, backend: str, counter: StatementCounter, make: Callable[[i
             times.append(elapsed)
             sql.append(counter.seconds)
             counts.append(counter.n)
-    median, p95 = _stat(times)
+    median, p95, p99 = _stat(times)
     low, high = min(counts), max(counts)
-    return Row(label, backend, median, p95, _stat(sql)[0], str(low) if low == high else f"{low}-{high}",
+    return Row(label, backend, median, p95, p99, _stat(sql)[0], str(low) if low == high else f"{low}-{high}",
                len(times))
+
+
+def raw_sql(label: str, backend: str, rt: Runtime, statements: list[tuple[str, object]], warmup: int,
+            samples: int) -> Row:
+    """The SELECTs a page sent, replayed on a bare DBAPI connection (no ORM, no Flask, no template)."""
+    conn = rt.engine.raw_connection()
+    times = []
+    try:
+        for i in range(warmup + samples):
+            start = time.perf_counter()
+            cursor = conn.cursor()
+            for statement, params in statements:
+                cursor.execute(statement, params)
+                cursor.fetchall()
+            cursor.close()
+            conn.rollback()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    finally:
+        conn.close()
+    median, p95, p99 = _stat(times)
+    return Row(label, backend, median, p95, p99, median, str(len(statements)), len(times))
 
 
 def measure(b: Built, backend: str, warmup: int, samples: int) -> list[Row]:
@@ -660,10 +765,31 @@ def measure(b: Built, backend: str, warmup: int, samples: int) -> list[Row]:
         (f"GET /tasks/<id> (short history: {min(history_rows.values())} events, supervisor_review) — sup1", sup1,
          f"/tasks/{short_task}"),
     ]
+    def queue(name: str, scope: str, page: int = 1, filters: tasks.QueueFilter | None = None):
+        user = users[name]
+        return lambda: (tasks.list_tasks(rt, user, scope, page=page, per_page=PER_PAGE, filters=filters),
+                        tasks.queue_counts(rt, user))
+
+    services = {  # what each queue page asks the service layer for
+        "/tasks": queue("rep1", "mine"),
+        "/tasks?scope=roles": queue("sup1", "roles"),
+        "/tasks?scope=team": None,  # two users: filled below
+        "/tasks?scope=team&sort=-amount&due=overdue": queue("dir1", "team",
+                                                            filters=tasks.QueueFilter(due="overdue", sort="-amount")),
+        f"/tasks?scope=team&page={deep}": queue("dir1", "team", page=deep),
+    }
     bar = tqdm(total=len(gets) + 5, desc=f"{backend}: pages", unit="page", file=sys.stderr, leave=False)
     for label, web, path in gets:
+        if path == "/tasks?scope=team":
+            services[path] = queue("dir1" if web is dir1 else "sup1", "team")
         rows.append(timed(label, backend, counter, lambda i, web=web, path=path: lambda: web.get(path),
                           warmup, samples))
+        if path in services:
+            rows.append(timed("  its queries through the service layer (list_tasks + queue_counts)", backend, counter,
+                              lambda i, call=services[path]: call, warmup, samples))
+            sent = _captured(rt, lambda web=web, path=path: web.get(path))
+            rows.append(raw_sql("  the page's SELECTs, raw SQL on a DBAPI connection", backend, rt, sent, warmup,
+                                samples))
         bar.update()
 
     # the navigation counts every page runs (4 counts for a supervisor), on their own through the service
@@ -810,8 +936,8 @@ def explain(b: Built, backend: str) -> list[str]:
 # --- main -------------------------------------------------------------------------------------------------------
 
 def run_backend(url: str, backend: str, n: int, engine_n: int, n_long: int, warmup: int,
-                samples: int) -> tuple[list[Row], list[str], Built]:
-    b = build(url, n, engine_n, n_long, backend)
+                samples: int, history: int) -> tuple[list[Row], list[str], Built]:
+    b = build(url, n, engine_n, n_long, backend, history)
     try:
         plans = explain(b, backend)
         rows = measure(b, backend, warmup, samples)
@@ -827,11 +953,15 @@ def main() -> None:
     parser.add_argument("--contracts", type=int, help="how many contracts (default 5000; --quick 500)")
     parser.add_argument("--engine-contracts", type=int, help="how many go through the engine (default 300; "
                                                               "--quick 150); the rest are copies")
+    parser.add_argument("--history", type=int, help="then add finished contracts until there are this many, with "
+                                                    "ten task rows each on average (default 100000; --quick 10000; "
+                                                    "0: none)")
     parser.add_argument("--keep", action="store_true", help="keep the SQLite file and print its path")
     args = parser.parse_args()
     n = args.contracts or (500 if args.quick else 5000)
     engine_n = args.engine_contracts or (150 if args.quick else 300)
     n_long = 3 if args.quick else 8
+    history = args.history if args.history is not None else (10_000 if args.quick else 100_000)
     if n < 20:
         parser.error("--contracts: at least 20")
     warmup, samples = (3, 20) if args.quick else (5, 50)
@@ -841,7 +971,8 @@ def main() -> None:
     built: list[tuple[str, Built]] = []
     tmp = Path(tempfile.mkdtemp(prefix="lvyue_web_bench_"))
     try:
-        r, p, b = run_backend(f"sqlite:///{tmp / 'bench.db'}", "SQLite", n, engine_n, n_long, warmup, samples)
+        r, p, b = run_backend(f"sqlite:///{tmp / 'bench.db'}", "SQLite", n, engine_n, n_long, warmup, samples,
+                              history)
         rows += r
         plans += p
         built.append(("SQLite", b))
@@ -855,33 +986,48 @@ def main() -> None:
 
     if not args.no_postgres:
         with scratch_postgres("lvyue_webbench") as url:
-            r, p, b = run_backend(url, "PostgreSQL", n, engine_n, n_long, warmup, samples)
+            r, p, b = run_backend(url, "PostgreSQL", n, engine_n, n_long, warmup, samples, history)
             rows += r
             plans += p
             built.append(("PostgreSQL", b))
 
     print()
-    print(f"Lvyue web benchmark — {n} contracts, Flask test client, {samples} requests per page after "
-          f"{warmup} warm-up")
+    print(f"Lvyue web benchmark — {n} contracts in every stage, history to {history:,}; Flask test client, "
+          f"{samples} requests per page after {warmup} warm-up")
     for backend, b in built:
         sizes = ", ".join(f"{k} {v:,}" for k, v in b.sizes.items())
         stages = ", ".join(f"{k} {v}" for k, v in sorted(b.stages.items(), key=lambda kv: -kv[1]))
         print(f"{backend}: {b.engine_n} contracts through the engine in {b.seconds_engine:.1f} s (of them "
               f"{n_long} with 30 send-back passes), {b.copies} copies of them in {b.seconds_copy:.1f} s")
+        if b.history:
+            print(f"  + {b.history:,} finished contracts of history (instance and task rows, INSERT … SELECT) in "
+                  f"{b.seconds_history:.1f} s")
         print(f"  rows: {sizes}")
         print(f"  contracts by stage: {stages}")
     print()
     width = max(len(r.page) for r in rows)
-    print(f"{'page':<{width}}  {'backend':<10} {'median ms':>9} {'p95 ms':>8} {'SQL ms':>7} {'statements':>10} "
-          f"{'n':>4}")
-    print("-" * (width + 55))
+    print(f"{'page':<{width}}  {'backend':<10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'SQL ms':>7} "
+          f"{'statements':>10} {'n':>4}")
+    print("-" * (width + 64))
     for r in rows:
-        print(f"{r.page:<{width}}  {r.backend:<10} {r.median:>9.1f} {r.p95:>8.1f} {r.sql:>7.1f} {r.statements:>10} "
-              f"{r.n:>4}")
-    print("-" * (width + 55))
+        print(f"{r.page:<{width}}  {r.backend:<10} {r.median:>7.1f} {r.p95:>7.1f} {r.p99:>7.1f} {r.sql:>7.1f} "
+              f"{r.statements:>10} {r.n:>4}")
+    print("-" * (width + 64))
     print("(SQL ms: median time inside the database driver per request; statements: SQL statements one request "
           "sends, without BEGIN;\n POST rows time the POST only, not the page it redirects to; the workflow cache "
-          "starts empty, as in a new web process)")
+          "starts empty, as in a new web process;\n a raw SQL row replays the page's SELECTs above it on a bare "
+          "DBAPI connection: the floor any implementation of that page pays)")
+    queue = [(page, service, raw) for page, service, raw in zip(rows, rows[1:], rows[2:], strict=False)
+             if raw.page.startswith("  the page's")]
+    if queue:
+        print()
+        for backend, _ in built:
+            mine = [q for q in queue if q[0].backend == backend]
+            page = [p.median / r.median for p, _, r in mine]
+            service = [v.median / r.median for _, v, r in mine]
+            print(f"{backend} queue pages: worst p95 {max(p.p95 for p, _, _ in mine):.1f} ms, worst p99 "
+                  f"{max(p.p99 for p, _, _ in mine):.1f} ms; p50 against the raw SQL: page "
+                  f"{min(page):.1f}–{max(page):.1f}×, service layer {min(service):.1f}–{max(service):.1f}×")
     print()
     for line in plans:
         print(line)
