@@ -585,42 +585,45 @@ def add_history(rt: Runtime, instances_total: int, tasks_total: int, label: str)
         total += n
     rounds = -(-need // len(templates))
     pg = rt.postgres
+    bar = tqdm(total=need, desc=f"{label}: history copies", unit="contract", file=sys.stderr, leave=False)
+    done = 0
+    per_txn = max(1, 2_000 // len(templates))  # rounds per transaction: a commit per round cost more than the rows
+    for first in range(1, rounds + 1, per_txn):
+        with rt.write() as s:
+            for r in range(first, min(first + per_txn, rounds + 1)):
+                batch = templates[:min(len(templates), need - done)]
+                if not batch:
+                    break
+                _copy_round(s, batch, r, pg)
+                done += len(batch)
+                bar.update(len(batch))
+    bar.close()
+    return done, time.perf_counter() - start
+
+
+def _copy_round(s, batch: list[int], r: int, pg: bool) -> None:
+    """Round ``r`` of add_history: one copy of each template in ``batch``, ``-H<r>`` on its key, 2r–2r+6 days
+    earlier (the same shift for a contract and its tasks)."""
     uuid_sql = "md5(random()::text || clock_timestamp()::text || t.id::text)" if pg else "lower(hex(randomblob(16)))"
     inst_cols = [c.name for c in Instance.__table__.columns if c.name != "id"]
     task_cols = [c.name for c in TaskRow.__table__.columns if c.name != "id"]
-    days = "{r} * 2 + (t.id % 7)"
-    bar = tqdm(total=need, desc=f"{label}: history copies", unit="contract", file=sys.stderr, leave=False)
-    done = 0
-    for r in range(1, rounds + 1):
-        batch = templates[:min(len(templates), need - done)]
-        ids = ", ".join(str(i) for i in batch)
-        suffix = f"-H{r}"
-        shift = days.format(r=r)
+    ids = ", ".join(str(i) for i in batch)
+    suffix, shift = f"-H{r}", f"{r} * 2 + (i.id % 7)"
 
-        def value(col: str, times: tuple[str, ...], suffix: str = suffix, shift: str = shift) -> str:
-            if col == "business_key":
-                return f"t.business_key || '{suffix}'"
-            if col in times:
-                return _shifted(f"t.{col}", shift, pg)
-            return f"t.{col}"
+    def value(col: str, table: str) -> str:
+        if col == "business_key":
+            return f"i.business_key || '{suffix}'"
+        if col in TIME_COLUMNS[table]:
+            return _shifted(f"{'i' if table == 'instances' else 't'}.{col}", shift, pg)
+        return f"{'i' if table == 'instances' else 't'}.{col}"
 
-        with rt.write() as s:
-            s.execute(text(f"INSERT INTO instances ({', '.join(inst_cols)}) SELECT "
-                           f"{', '.join(value(c, TIME_COLUMNS['instances']) for c in inst_cols)} "
-                           f"FROM instances t WHERE t.id IN ({ids})"))
-            task_values = ", ".join("n.id" if c == "instance_id" else uuid_sql if c == "task_uuid"
-                                    else value(c, TIME_COLUMNS["tasks"]).replace("t.id %", "i.id %")
-                                    for c in task_cols)
-            s.execute(text(f"INSERT INTO tasks ({', '.join(task_cols)}) SELECT {task_values} "
-                           f"FROM tasks t JOIN instances i ON i.id = t.instance_id "
-                           f"JOIN instances n ON n.business_key = i.business_key || '{suffix}' "
-                           f"WHERE i.id IN ({ids})"))
-        done += len(batch)
-        bar.update(len(batch))
-        if done >= need:
-            break
-    bar.close()
-    return done, time.perf_counter() - start
+    s.execute(text(f"INSERT INTO instances ({', '.join(inst_cols)}) SELECT "
+                   f"{', '.join(value(c, 'instances') for c in inst_cols)} FROM instances i WHERE i.id IN ({ids})"))
+    task_values = ", ".join("n.id" if c == "instance_id" else uuid_sql if c == "task_uuid" else value(c, "tasks")
+                            for c in task_cols)
+    s.execute(text(f"INSERT INTO tasks ({', '.join(task_cols)}) SELECT {task_values} "
+                   f"FROM tasks t JOIN instances i ON i.id = t.instance_id "
+                   f"JOIN instances n ON n.business_key = i.business_key || '{suffix}' WHERE i.id IN ({ids})"))
 
 
 # --- measuring --------------------------------------------------------------------------------------------------
