@@ -39,7 +39,7 @@ class TaskRow(Base):
         Index("ix_tasks_instance", "instance_id", "status"),
         Index("ix_tasks_four_eyes", "instance_id", "spec_id", "completed_by_id"),
         # who last did this step of this contract (a send-back goes back to them): the newest row, not a scan
-        Index("ix_tasks_last_done", "instance_id", "spec_id", "completed_at"),
+        Index("ix_tasks_last_done", "instance_id", "spec_id", "completed_at", "id"),
     )
 
 

@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.create_index('ix_tasks_last_done', ['instance_id', 'spec_id', 'completed_at'], unique=False)
+        batch_op.create_index('ix_tasks_last_done', ['instance_id', 'spec_id', 'completed_at', 'id'], unique=False)
 
 
 def downgrade() -> None:
