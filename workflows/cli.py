@@ -6,9 +6,13 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
+from sqlalchemy import func, select
+
+from models import Timer
 
 from . import config
 from .runtime import Runtime
@@ -227,7 +231,8 @@ def show(ctx: click.Context, key: str) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Fire what is due now and exit.")
-@click.option("--interval", default=1.0, show_default=True, help="Seconds between polls.")
+@click.option("--interval", default=1.0, show_default=True,
+              help="Longest pause between polls: an idle worker wakes when the next timer falls due.")
 @click.option("--name", default="worker", show_default=True)
 @click.pass_context
 def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
@@ -237,13 +242,27 @@ def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
     if not smtp.enabled:
         logging.getLogger("lvyue.worker").info("LVYUE_SMTP_HOST is not set: e-mails stay in the outbox")
     while True:
+        started = rt.clock.now()
         report, sent = _worker_pass(rt, smtp, name)
         if once:
             click.echo(f"fired {report.fired} timer(s); {report.errors} error(s)")
             if sent is not None:
                 click.echo(str(sent))
             return
-        time.sleep(interval)
+        if not report.fired:  # after a pass that fired something, poll at once: more may be due
+            time.sleep(_pause(rt, started, interval))
+
+
+def _pause(rt: Runtime, started: datetime, interval: float) -> float:
+    """Seconds until the first waiting timer that was not yet due when the pass ``started``, at most
+    ``interval``. Timers already due then were tried by that pass (another worker or a completion held their
+    instance, or the engine refused them): they wait for the next wake-up, so nothing spins on them."""
+    with rt.read() as s:
+        due = s.scalar(select(func.min(Timer.due_at)).where(
+            Timer.status == "waiting", Timer.due_at > started, Timer.attempts < timers.MAX_ATTEMPTS))
+    if due is None:
+        return interval
+    return min(interval, max(0.0, (due - rt.clock.now()).total_seconds()))
 
 
 def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):

@@ -64,8 +64,10 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
     workflow = None
     failure: str | None = None
     with rt.write() as s:
+        # by due_at alone, the order ix_timers_due gives: a tie-break on id made PostgreSQL sort every due row
+        # on each pick when many share a moment (installments fall due at midnight)
         q = (select(Timer).where(Timer.status == "waiting", Timer.due_at <= now, Timer.attempts < MAX_ATTEMPTS)
-             .order_by(Timer.due_at, Timer.id).limit(1))
+             .order_by(Timer.due_at).limit(1))
         if skip:
             q = q.where(Timer.instance_id.not_in(skip))
         if rt.postgres:
