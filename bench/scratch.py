@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL database for one benchmark run: created, handed out as a URL, dropped afterwards."""
+"""A throwaway PostgreSQL database for one benchmark run: created (empty, or as a copy of another scratch
+database that nobody is connected to), handed out as a URL, dropped afterwards."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ PG_ADMIN = os.environ.get("LVYUE_BENCH_PG", "postgresql+psycopg://postgres@127.0
 
 
 @contextlib.contextmanager
-def scratch_postgres(prefix: str) -> Iterator[str]:
+def scratch_postgres(prefix: str, template: str | None = None) -> Iterator[str]:
     db = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    copy_of = f' TEMPLATE "{make_url(template).database}"' if template else ""
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{db}"'))
+            conn.execute(text(f'CREATE DATABASE "{db}"{copy_of}'))
         try:
             yield make_url(PG_ADMIN).set(database=db).render_as_string(hide_password=False)
         finally:
