@@ -535,9 +535,9 @@ def build(url: str, n: int, engine_n: int, n_long: int, label: str, history_tota
         Copier(rt, rng).run([c.instance_id for c in contracts], n - engine_n, label)
     seconds_copy = time.perf_counter() - start
     history, seconds_history = add_history(rt, history_total, history_total * 10, label)
-    if rt.postgres:  # autovacuum would have analyzed tables this size by now
+    if rt.postgres:  # autovacuum would have vacuumed (PostgreSQL 13+ also after inserts) and analyzed them by now
         with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("ANALYZE"))
+            conn.execute(text("VACUUM ANALYZE"))
     with rt.read() as s:
         sizes = {name: s.scalar(select(func.count()).select_from(table)) for name, table in TABLES.items()}
         sizes["open tasks"] = s.scalar(select(func.count()).select_from(TaskRow).where(TaskRow.status == "open"))
@@ -587,6 +587,13 @@ def add_history(rt: Runtime, instances_total: int, tasks_total: int, label: str)
     pg = rt.postgres
     bar = tqdm(total=need, desc=f"{label}: history copies", unit="contract", file=sys.stderr, leave=False)
     done = 0
+    # a bulk load builds the secondary indexes once at the end instead of row by row (the copy itself reads
+    # templates by ix_tasks_instance and matches keys by the unique business key, which stay)
+    deferred = [ix for table in (Instance.__table__, TaskRow.__table__) for ix in table.indexes
+                if ix.name != "ix_tasks_instance"]
+    with rt.engine.begin() as conn:
+        for ix in deferred:
+            ix.drop(conn)
     per_txn = max(1, 2_000 // len(templates))  # rounds per transaction: a commit per round cost more than the rows
     for first in range(1, rounds + 1, per_txn):
         with rt.write() as s:
@@ -598,6 +605,9 @@ def add_history(rt: Runtime, instances_total: int, tasks_total: int, label: str)
                 done += len(batch)
                 bar.update(len(batch))
     bar.close()
+    with rt.engine.begin() as conn:
+        for ix in tqdm(deferred, desc=f"{label}: indexes", unit="index", file=sys.stderr, leave=False):
+            ix.create(conn)
     return done, time.perf_counter() - start
 
 
