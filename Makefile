@@ -46,11 +46,19 @@ bench: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/engine_bench.py
 
-# Queue, contract, task and API pages on 5,000 contracts (SQLite and PostgreSQL); `--quick` for 500.
+# Queue, contract, task and API pages on 100,000 contracts / 1,000,000 task rows (SQLite and PostgreSQL);
+# `--quick` for 10,000.
 .PHONY: bench-web
 bench-web: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/web_bench.py
+
+# Every benchmark of the performance issue in one run (engine, web at 100,000 contracts, timers, HTTP load test
+# under gunicorn); `.venv/bin/python bench/run_all.py --quick` for the CI sizes.
+.PHONY: bench-all
+bench-all: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/run_all.py
 
 # The audit record at volume: fill 1,000,000 chained events, verify_all, period CSV, audit.record cost, tamper
 # detection (SQLite and PostgreSQL); `--quick` for 50,000.

@@ -177,7 +177,7 @@ def main() -> None:
     args = parser.parse_args()
     history_points = [5, 50, 500, 5000] if not args.quick else [5, 50]
     passes = history_points[-1] // 2 + 15
-    contracts = 200 if not args.quick else 20
+    contracts = 100 if not args.quick else 20
 
     bare = bare_steps(30)
     bare_ms = window(bare, 5)

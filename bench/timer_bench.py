@@ -293,6 +293,7 @@ def main() -> None:
     parser.add_argument("--pg-workers", help="comma-separated worker counts of the PostgreSQL runs (default 2; "
                                              "--quick 1,2: one worker falling behind takes long at full size)")
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only (bench/run_all.py at full size)")
     args = parser.parse_args()
     pg_workers = [int(w) for w in (args.pg_workers or ("1,2" if args.quick else "2")).split(",")]
     n = args.timers or (1000 if args.quick else 10_000)
@@ -303,13 +304,14 @@ def main() -> None:
         raise SystemExit(f"no lvyue command beside {sys.executable}: install the project (make setup)")
     began = time.perf_counter()
     results: list[Result] = []
-    tmp = Path(tempfile.mkdtemp(prefix="lvyue_timer_bench_"))
-    try:
-        url = f"sqlite:///{tmp / 'bench.db'}"
-        build(url, n, templates, "SQLite")
-        results.append(run(url, "SQLite", n, 1, window, lead, args.interval, args.stall))
-    finally:
-        shutil.rmtree(tmp)
+    if not args.no_sqlite:
+        tmp = Path(tempfile.mkdtemp(prefix="lvyue_timer_bench_"))
+        try:
+            url = f"sqlite:///{tmp / 'bench.db'}"
+            build(url, n, templates, "SQLite")
+            results.append(run(url, "SQLite", n, 1, window, lead, args.interval, args.stall))
+        finally:
+            shutil.rmtree(tmp)
     if not args.no_postgres:
         with scratch_postgres("lvyue_timerbench") as url:
             build(url, n, templates, "PostgreSQL")
