@@ -10,9 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
-
-from models import Timer
 
 from . import config
 from .runtime import Runtime
@@ -257,9 +254,7 @@ def _pause(rt: Runtime, started: datetime, interval: float) -> float:
     """Seconds until the first waiting timer that was not yet due when the pass ``started``, at most
     ``interval``. Timers already due then were tried by that pass (another worker or a completion held their
     instance, or the engine refused them): they wait for the next wake-up, so nothing spins on them."""
-    with rt.read() as s:
-        due = s.scalar(select(func.min(Timer.due_at)).where(
-            Timer.status == "waiting", Timer.due_at > started, Timer.attempts < timers.MAX_ATTEMPTS))
+    due = timers.next_due(rt, after=started)
     if due is None:
         return interval
     return min(interval, max(0.0, (due - rt.clock.now()).total_seconds()))

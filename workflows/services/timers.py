@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 
 
+def _pending():
+    """Timers a worker will still try: waiting, with attempts left."""
+    return (Timer.status == "waiting", Timer.attempts < MAX_ATTEMPTS)
+
+
 @dataclass(frozen=True)
 class FireReport:
     fired: int
@@ -66,8 +71,7 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
     with rt.write() as s:
         # by due_at alone, the order ix_timers_due gives: a tie-break on id made PostgreSQL sort every due row
         # on each pick when many share a moment (installments fall due at midnight)
-        q = (select(Timer).where(Timer.status == "waiting", Timer.due_at <= now, Timer.attempts < MAX_ATTEMPTS)
-             .order_by(Timer.due_at).limit(1))
+        q = select(Timer).where(*_pending(), Timer.due_at <= now).order_by(Timer.due_at).limit(1)
         if skip:
             q = q.where(Timer.instance_id.not_in(skip))
         if rt.postgres:
@@ -118,15 +122,24 @@ def _fire_one_instance(rt: Runtime, worker: str, skip: set[int]) -> tuple[int, i
     return result
 
 
+def next_due(rt: Runtime, after: datetime | None = None, until: datetime | None = None) -> datetime | None:
+    """When the first pending timer falls due (after ``after``, by ``until``); None if there is none."""
+    q = select(func.min(Timer.due_at)).where(*_pending())
+    if after is not None:
+        q = q.where(Timer.due_at > after)
+    if until is not None:
+        q = q.where(Timer.due_at <= until)
+    with rt.read() as s:
+        return s.scalar(q)
+
+
 def catch_up(rt: Runtime, clock: FrozenClock, until: datetime, worker: str = "worker") -> int:
     """Fire every timer due by ``until`` at its own due time (plus a minute), as a worker polling all along
     would have, then leaves ``clock`` at ``until`` (it never moves back). For replaying history: the demo
     data, benchmarks."""
     fired = 0
     while True:
-        with rt.read() as s:
-            due = s.scalar(select(func.min(Timer.due_at)).where(
-                Timer.status == "waiting", Timer.due_at <= until, Timer.attempts < MAX_ATTEMPTS))
+        due = next_due(rt, until=until)
         if due is None:
             break
         clock.set(max(clock.now(), min(due + timedelta(minutes=1), until)))
