@@ -183,7 +183,7 @@ def list_tasks(rt: Runtime, user: UserView, scope: str = "mine", page: int = 1, 
     or customer); only those rows are then joined for display, so a page costs the same on page 1 and
     page 100 and does not grow with the number of contracts behind the filter."""
     f = filters or QueueFilter(stage=stage, customer=customer)
-    where = _scope_where(_Who(user.id, user.team or None, frozenset(user.roles)), scope) + _filter_where(rt, f)
+    where = _scope_where(_Who.of(user), scope) + _filter_where(rt, f)
     page, per_page = max(1, page), min(max(1, per_page), 200)
     order = SORTS[f.sort]
     ids = select(TaskRow.id).where(and_(*where))
@@ -203,19 +203,22 @@ def queue_counts(rt: Runtime, user: UserView) -> dict[str, int]:
     """The numbers in the navigation (on every page): my tasks, my overdue ones, my roles' unclaimed
     queue and, for supervisory roles, the team. Separate counts: each one is an index range (one
     statement with OR and FILTER measured slower on both databases)."""
-    params = {"uid": user.id, "team": user.team, "now": rt.clock.now()}
-    names = ["mine", "mine_overdue", "roles"] + (["team"] if user.roles & SUPERVISORY_ROLES else [])
+    who = _Who.of(user)
+    params = {"uid": who.id, "team": who.team, "now": rt.clock.now()}
+    names = ["mine", "mine_overdue", "roles"] + (["team"] if who.roles & SUPERVISORY_ROLES else [])
     with rt.read() as s:
         conn = s.connection()
-        return {name: conn.scalar(_count_statement(name, frozenset(user.roles), bool(user.team)), params) or 0
+        return {name: conn.scalar(_count_statement(name, who.roles, who.team is not None), params) or 0
                 for name in names}
+
+
+COUNT_SCOPES = {"mine": "mine", "mine_overdue": "mine", "roles": "roles", "team": "team"}
 
 
 @lru_cache(maxsize=512)
 def _count_statement(name: str, roles: frozenset[str], has_team: bool):
     """A navigation count for users with these roles, built once with the user, team and time as parameters."""
-    who = _Who(bindparam("uid"), bindparam("team") if has_team else None, roles)
-    where = _scope_where(who, "roles" if name == "roles" else "team" if name == "team" else "mine")
+    where = _scope_where(_Who(bindparam("uid"), bindparam("team") if has_team else None, roles), COUNT_SCOPES[name])
     if name == "mine_overdue":
         where.append(TaskRow.due_at < bindparam("now"))
     return select(func.count()).select_from(TaskRow).where(and_(*where))
@@ -227,6 +230,10 @@ class _Who:
     id: Any
     team: Any  # None: no team
     roles: frozenset[str]
+
+    @classmethod
+    def of(cls, user: UserView) -> _Who:
+        return cls(user.id, user.team or None, frozenset(user.roles))
 
 
 def get_task(rt: Runtime, task_id: int) -> TaskItem:
