@@ -147,3 +147,15 @@ def login(app):
         return web
 
     return _login
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """Subprocesses started by the test (gunicorn, timer workers), stopped at teardown."""
+    from .processes import Processes
+
+    procs = Processes(tmp_path)
+    try:
+        yield procs
+    finally:
+        procs.stop()

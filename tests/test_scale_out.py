@@ -6,131 +6,28 @@ verify. Skipped without PostgreSQL (SQLite has one writer at a time: nothing to 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
-import re
-import secrets
-import socket
-import subprocess
-import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from models import AuditEvent, Instance, TaskRow, Timer
 from workflows import config
 from workflows.services import accounts, integrity, timers, tokens
 
 from .flow import Flow, approve, quote
+from .processes import DEADLINE, api, served_by, start_gunicorn, start_timer_worker, timers_held, wait_for
 
 pytestmark = pytest.mark.skipif(not os.environ.get("LVYUE_TEST_DATABASE_URL"),
                                 reason="several processes on one database: needs PostgreSQL "
                                        "(set LVYUE_TEST_DATABASE_URL)")
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-DEADLINE = 120  # seconds; a generous bound for a hang, not a speed requirement
 TZ = ZoneInfo(config.business_tz())
-
-
-# --- processes -------------------------------------------------------------------------------------------
-
-class Processes:
-    """Subprocesses with their output in files; all are stopped at teardown."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.running: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Path:
-        log = self.folder / f"{name}.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-        self.running.append((name, proc))
-        return log
-
-    def check_alive(self) -> None:
-        for name, proc in self.running:
-            assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{self.log(name)}"
-
-    def log(self, name: str) -> str:
-        return (self.folder / f"{name}.log").read_text()[-4000:]
-
-    def stop(self) -> None:
-        for _, proc in self.running:
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc in self.running:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def processes(tmp_path) -> Iterator[Processes]:
-    procs = Processes(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.stop()
-
-
-def start_timer_worker(procs: Processes, url: str, name: str) -> None:
-    lvyue = BIN / "lvyue"
-    assert lvyue.exists(), f"no {lvyue}: install the project (make setup)"
-    procs.start(name, [str(lvyue), "worker", "--name", name], {"LVYUE_DATABASE_URL": url, "LVYUE_SMTP_HOST": ""})
-
-
-def wait_for(what: str, done: Callable[[], bool], procs: Processes) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not done():
-        procs.check_alive()
-        assert time.monotonic() < deadline, f"still waiting after {DEADLINE} s: {what}"
-        time.sleep(0.2)
-
-
-@contextlib.contextmanager
-def timers_held(url: str) -> Iterator[Callable[[int], None]]:
-    """Keep the timer workers from picking any timer until the block ends: the timers table is locked in
-    EXCLUSIVE mode (reads pass, a worker's ``SELECT … FOR UPDATE`` waits). ``wait_blocked(n)`` returns once
-    ``n`` sessions wait on it, so that the workers start racing at the same moment."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn, conn.begin():
-            conn.execute(text("LOCK TABLE timers IN EXCLUSIVE MODE"))
-
-            def blocked() -> int:
-                with engine.connect() as probe:  # a new transaction each time: pg_stat_activity is a snapshot
-                    return probe.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                             "AND wait_event_type = 'Lock'"))
-
-            def wait_blocked(n: int) -> None:
-                deadline = time.monotonic() + DEADLINE
-                while blocked() < n:
-                    assert time.monotonic() < deadline, f"{n} workers never waited for a timer"
-                    time.sleep(0.05)
-
-            yield wait_blocked
-    finally:
-        engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- data --------------------------------------------------------------------------------------------------
@@ -199,29 +96,7 @@ def test_two_timer_workers_fire_every_due_timer_exactly_once(rt, clock, processe
 
 # --- web workers and timer workers ---------------------------------------------------------------------
 
-def api(port: int, token: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw)
-        except ValueError:
-            return err.code, {"raw": raw.decode(errors="replace")[:300]}
-
-
-def served_by(access_log: Path, method: str) -> Counter[str]:
-    """Requests per gunicorn worker (the access log format is ``<pid> method path status``)."""
-    return Counter(m.group(1) for m in re.finditer(rf"^<(\d+)> {method} ", access_log.read_text(), re.M))
-
-
 def test_two_web_workers_and_two_timer_workers_complete_each_task_once(rt, clock, processes, tmp_path):
-    gunicorn = BIN / "gunicorn"
-    assert gunicorn.exists(), f"no {gunicorn}: install the project (make setup)"
     threads, n_review, n_payment, n_timers = 8, 6, 6, 100
     clock.set(datetime.now(TZ) - timedelta(days=40))
     first_due = today() - timedelta(days=25)
@@ -252,13 +127,8 @@ def test_two_web_workers_and_two_timer_workers_complete_each_task_once(rt, clock
             account = accounts.create_service_account(rt, f"{role}-bot{i}", None, [role], actor=None)
             bearer[role, i] = tokens.issue_token(rt, account.id, "scale-out test", actor=None)
 
-    port = free_port()
     access_log = tmp_path / "access.log"
-    processes.start("gunicorn", [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-                                 "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s",
-                                 "webapp.wsgi:app"],
-                    {"LVYUE_DATABASE_URL": rt.database_url, "LVYUE_SECRET_KEY": secrets.token_hex(32),
-                     "LVYUE_INSECURE_COOKIES": "1"})
+    port = start_gunicorn(processes, rt.database_url, 2, access_log)
 
     def read() -> None:
         with contextlib.suppress(OSError):  # not listening yet
