@@ -67,6 +67,12 @@ bench-audit: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/audit_bench.py
 
+# Known vulnerabilities in the installed packages (pip-audit): fails on any; says how many packages it could
+# really check. LVYUE_AUDIT_STRICT=1 also fails when the vulnerability service had no data for some.
+.PHONY: audit
+audit: setup
+	$(BIN)/python scripts/audit_dependencies.py $(if $(filter 1,$(LVYUE_AUDIT_STRICT)),--strict)
+
 clean:
 	rm -rf $(VENV) instance .pytest_cache webapp/static/vendor webapp/assets/node_modules
 

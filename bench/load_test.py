@@ -727,7 +727,7 @@ class Gunicorn:
 
     def start(self) -> None:
         env = dict(os.environ, LVYUE_DATABASE_URL=self.url, LVYUE_SECRET_KEY=secrets.token_hex(32),
-                   LVYUE_INSECURE_COOKIES="1")
+                   LVYUE_INSECURE_COOKIES="1", LVYUE_ALLOW_DEMO_USERS="1")  # its 20 users are the demo users
         gunicorn = Path(sys.executable).parent / "gunicorn"
         cmd = [str(gunicorn), "--workers", str(self.workers), "--threads", str(self.threads),
                "--bind", f"127.0.0.1:{self.port}", "--error-logfile", str(self.error_log),

@@ -132,5 +132,6 @@ def start_gunicorn(procs: Processes, url: str, workers: int, access_log: Path, n
     procs.start(name, [str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
                        "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s",
                        "webapp.wsgi:app"],
-                {"LVYUE_DATABASE_URL": url, "LVYUE_SECRET_KEY": os.urandom(32).hex(), "LVYUE_INSECURE_COOKIES": "1"})
+                {"LVYUE_DATABASE_URL": url, "LVYUE_SECRET_KEY": os.urandom(32).hex(), "LVYUE_INSECURE_COOKIES": "1",
+                 "LVYUE_ALLOW_DEMO_USERS": "1"})
     return port

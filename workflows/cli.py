@@ -363,6 +363,45 @@ def create_token(ctx: click.Context, username: str, token_name: str, roles: tupl
     click.echo("This token is shown only once; store it now. Use it as 'Authorization: Bearer <token>'.", err=True)
 
 
+def _new_password() -> str:
+    """Asked at the terminal without echo (twice), or read from standard input when it is not a terminal: a
+    password never travels as a command-line argument, where `ps` and the shell history would keep it."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return click.prompt("New password", hide_input=True, confirmation_prompt=True)
+
+
+@main.command("add-user")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True, help="A role code, e.g. admin (repeatable).")
+@click.option("--name", "display_name", default=None)
+@click.option("--team", default=None)
+@click.option("--email", default=None)
+@click.pass_context
+def add_user_cmd(ctx: click.Context, username: str, roles: tuple[str, ...], display_name: str | None,
+                 team: str | None, email: str | None) -> None:
+    """Create a person's account, e.g. the first administrator of a database set up with `init-db --no-demo`."""
+    rt = _runtime(ctx)
+    try:
+        made = accounts.add_user(rt, None, username, _new_password(), list(roles), display_name, team, email)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"created {made.username} ({', '.join(made.roles)})")
+
+
+@main.command("set-password")
+@click.argument("username")
+@click.pass_context
+def set_password_cmd(ctx: click.Context, username: str) -> None:
+    """Give an account a new password (for example a demo account before the server goes live)."""
+    rt = _runtime(ctx)
+    try:
+        accounts.set_password(rt, username, _new_password(), actor=None)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(f"password of {username} changed")
+
+
 if __name__ == "__main__":
     main()
 

@@ -161,6 +161,16 @@ def authenticate(rt: Runtime, username: str, password: str) -> UserView | None:
         return _view(user)
 
 
+def users_with_demo_password(rt: Runtime) -> list[str]:
+    """The demo accounts that are active and still have the demo password, which anyone can read in this
+    repository: a production server must not accept them (``webapp.wsgi`` refuses to start)."""
+    demo_names = [name for name, *_ in DEMO_USERS]
+    with rt.read() as s:
+        rows = s.execute(select(User.username, User.password_hash)
+                         .where(User.username.in_(demo_names), User.active.is_(True))).all()
+    return sorted(name for name, hashed in rows if check_password_hash(hashed, DEMO_PASSWORD))
+
+
 class RateLimited(InvalidInput):
     """Too many failed logins for a user name or from an address; try again later."""
 
@@ -277,6 +287,13 @@ def _check_profile(errors: dict[str, str], roles: list[str], display_name: str |
         errors["email"] = "not an e-mail address"
 
 
+def _check_password(errors: dict[str, str], password: str | None) -> None:
+    if len(password or "") < 8:
+        errors["password"] = "at least 8 characters"
+    elif password == DEMO_PASSWORD:
+        errors["password"] = "this is the demo password, published with the source code"
+
+
 def list_users(rt: Runtime, page: int = 1, per_page: int = 20, q: str | None = None) -> Page[UserRecord]:
     """Accounts by user name; ``q`` matches user name, display name, e-mail or team."""
     page, per_page = max(1, page), min(max(1, per_page), 200)
@@ -314,8 +331,8 @@ def add_user(rt: Runtime, actor: UserView | None, username: str, password: str |
         errors["username"] = "2 to 80 letters, digits or . _ - @, starting with a letter or digit"
     if service_account:
         password = secrets.token_urlsafe(32)
-    elif len(password or "") < 8:
-        errors["password"] = "at least 8 characters"
+    else:
+        _check_password(errors, password)
     if language not in LANGUAGE_CODES:
         errors["language"] = "must be zh-CN or en"
     _check_profile(errors, roles, display_name, team, email)
@@ -388,3 +405,22 @@ def update_user(rt: Runtime, user_id: int, roles: list[str], display_name: str |
                          data={"user_id": user.id, "username": user.username, "changes": diff})
         s.flush()
         return _record(user)
+
+
+def set_password(rt: Runtime, username: str, password: str, actor: UserView | None) -> None:
+    """Give a person's account a new password (an administrator, or the shell). The audit event says who and
+    when, never the password. Service accounts have none: they sign in with tokens."""
+    require_admin(actor)
+    errors: dict[str, str] = {}
+    _check_password(errors, password)
+    if errors:
+        raise InvalidInput("the password was not changed", errors)
+    now = rt.clock.now()
+    with rt.write() as s:
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"no user '{username}'")
+        if user.service_account:
+            raise InvalidInput("a service account has no password", {"username": "signs in with API tokens only"})
+        user.password_hash = generate_password_hash(password, method=rt.password_method)
+        audit.record(s, now, "password_set", **_actor_fields(actor), data={"user_id": user.id, "username": username})
