@@ -3,6 +3,7 @@ names a server), copied from a template that is migrated, seeded and deployed on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -111,6 +112,23 @@ def rt(db_url, clock) -> Iterator[Runtime]:
     runtime.dispose()
 
 
+@contextlib.contextmanager
+def seeded_runtime(databases) -> Iterator[Runtime]:
+    """A runtime on a seeded database of its own, for module-scoped fixtures that many tests share."""
+    runtime = Runtime(databases.fresh(with_data=True), clock=FrozenClock(START), password_method=FAST_HASH)
+    try:
+        yield runtime
+    finally:
+        runtime.dispose()
+
+
+@pytest.fixture(scope="module")
+def shared_rt(databases) -> Iterator[Runtime]:
+    """One seeded database for a whole module whose tests change nothing in it (refused deploys, say)."""
+    with seeded_runtime(databases) as runtime:
+        yield runtime
+
+
 @pytest.fixture
 def empty_rt(databases, clock) -> Iterator[Runtime]:
     runtime = Runtime(databases.fresh(with_data=False), clock=clock, password_method=FAST_HASH)
@@ -159,3 +177,21 @@ def processes(tmp_path):
         yield procs
     finally:
         procs.stop()
+
+
+# Hypothesis (tests/test_form_properties.py, tests/test_api_schema.py). Loaded here, before any test module
+# is imported, so every @settings(...) of a test inherits it. The default profile is reproducible: the same
+# examples on every run and machine (derandomize), nothing remembered between runs (no example database, which
+# would also write a .hypothesis directory into the checkout), and no deadline (the examples hit a real
+# database on a shared machine; a timing is no property). HYPOTHESIS_PROFILE=explore draws fresh random
+# examples each run and keeps the failures it finds under tests/artifacts/, for hunting new bugs locally.
+from hypothesis import HealthCheck as _HealthCheck  # noqa: E402
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+from hypothesis.database import DirectoryBasedExampleDatabase as _ExampleDatabase  # noqa: E402
+
+_hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                                      suppress_health_check=[_HealthCheck.too_slow])
+_hypothesis_settings.register_profile(
+    "explore", derandomize=False, deadline=None, print_blob=True, suppress_health_check=[_HealthCheck.too_slow],
+    database=_ExampleDatabase(Path(__file__).resolve().parent / "artifacts" / "hypothesis"))
+_hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -5,8 +5,7 @@ instances keep using."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from sqlalchemy import func, select
 
 from models import AuditEvent, Deployment, DeploymentFile
 from workflows import config
-from workflows.clock import FrozenClock
 from workflows.engine.package import MAX_FILE_BYTES, MAX_XML_DEPTH, PackageError, Problem, build_package
 from workflows.runtime import Runtime
 from workflows.services import accounts, deployments, instances, tasks
@@ -212,15 +210,6 @@ CORPUS: dict[str, tuple[Callable[[], dict[str, bytes]], list[str], str | None, s
                                    .replace('id="Defs_mini"', 'id="Defs_two"').encode()}),
         ["exactly one executable process", "mini", "mini_two"], None, None, None),
 }
-
-
-@pytest.fixture(scope="module")
-def shared_rt(databases) -> Iterator[Runtime]:
-    """One seeded database for the whole corpus: refused deploys must not change it."""
-    runtime = Runtime(databases.fresh(with_data=True), clock=FrozenClock(datetime(2026, 11, 23, 2, tzinfo=UTC)),
-                      password_method="pbkdf2:sha256:1000")
-    yield runtime
-    runtime.dispose()
 
 
 def stored(rt) -> tuple[int, int, int]:

@@ -633,3 +633,41 @@ def test_make_script_engine_passes_limits(clock: Clock) -> None:
         == (0.5, 50, 1000)
     assert engine.environment.evaluate("timedelta(days=2).days + len(range(50))", {}) == 52
     assert engine.environment.evaluate("datetime(2026, 1, 2) - timedelta(days=1)", {}) == datetime(2026, 1, 1)
+
+
+@pytest.mark.parametrize(("script", "message"), [
+    ("chunk = 'x' * 999999\nshared = [chunk] * 999999", "too large to be saved"),  # 8 MB in memory, 1 TB as JSON
+    ("tree = [0]\nfor i in range(64):\n    tree = [tree, tree]", "too large to be saved"),
+    ("deep = []\nfor i in range(1000):\n    deep = [deep]", "nested too deeply"),
+    ("loop = []\nloop.append(loop)", "nested too deeply"),
+])
+def test_task_data_a_script_leaves_behind_is_bounded(env: RestrictedEnvironment, script: str, message: str) -> None:
+    with pytest.raises(ScriptLimitExceeded, match=message):
+        env.execute(script, {})
+
+
+def test_an_expression_result_is_bounded_like_task_data(clock: Clock) -> None:
+    env = RestrictedEnvironment(clock, max_data=1000)
+    assert env.evaluate("[x] * 10", {"x": "y" * 50}) == ["y" * 50] * 10
+    with pytest.raises(ScriptLimitExceeded, match="too large to be saved"):
+        env.evaluate("[x] * 100", {"x": "y" * 50})
+    env.execute("small = [1, 2, 3]", {})
+    with pytest.raises(ScriptLimitExceeded, match="more than 1,000 characters"):
+        env.execute("big = 'y' * 2000", {})
+
+
+def test_script_limits_come_from_the_environment(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from workflows import config
+
+    assert config.script_limits() == {}
+    monkeypatch.setenv("LVYUE_SCRIPT_MAX_SECONDS", "0.25")
+    monkeypatch.setenv("LVYUE_SCRIPT_MAX_MEMORY_MB", "64")
+    monkeypatch.setenv("LVYUE_SCRIPT_MAX_DATA", "5000")
+    limits = config.script_limits()
+    assert limits == {"max_seconds": 0.25, "max_memory": 64 * 2**20, "max_data": 5000}
+    engine = make_script_engine(clock, **limits)
+    assert (engine.environment.max_seconds, engine.environment.max_memory, engine.environment.max_data) \
+        == (0.25, 64 * 2**20, 5000)
+    monkeypatch.setenv("LVYUE_SCRIPT_MAX_SIZE", "-1")
+    with pytest.raises(ValueError, match="LVYUE_SCRIPT_MAX_SIZE must be a positive number"):
+        config.script_limits()

@@ -38,6 +38,29 @@ def business_tz() -> str:
     return os.environ.get("LVYUE_BUSINESS_TZ", "Asia/Shanghai")
 
 
+def script_limits() -> dict[str, float | int]:
+    """Budgets of every script and expression a process runs, for ``sandbox.make_script_engine``; unset
+    variables keep the sandbox's defaults. LVYUE_SCRIPT_MAX_SECONDS (1), LVYUE_SCRIPT_MAX_MEMORY_MB (256),
+    LVYUE_SCRIPT_MAX_SIZE (1000000 items or characters per value), LVYUE_SCRIPT_MAX_ITERATIONS (100000),
+    LVYUE_SCRIPT_MAX_DATA (8000000 characters of task data a script may leave behind)."""
+    env, limits = os.environ, {}
+    for name, key, kind, scale in (("LVYUE_SCRIPT_MAX_SECONDS", "max_seconds", float, 1),
+                                   ("LVYUE_SCRIPT_MAX_MEMORY_MB", "max_memory", int, 2**20),
+                                   ("LVYUE_SCRIPT_MAX_SIZE", "max_size", int, 1),
+                                   ("LVYUE_SCRIPT_MAX_ITERATIONS", "max_iterations", int, 1),
+                                   ("LVYUE_SCRIPT_MAX_DATA", "max_data", int, 1)):
+        value = env.get(name, "").strip()
+        if value:
+            try:
+                number = kind(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a positive number, not {value!r}") from None
+            if number <= 0:
+                raise ValueError(f"{name} must be a positive number, not {value!r}")
+            limits[key] = number * scale
+    return limits
+
+
 @dataclass(frozen=True)
 class SmtpSettings:
     """Where the worker sends the e-mail outbox. ``host`` None: sending is off and mails stay pending."""

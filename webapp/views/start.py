@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 from flask_login import login_required
 
 from workflows.services import deployments, instances, tasks
-from workflows.services.errors import InvalidInput
+from workflows.services.errors import InvalidInput, ProcessError
 
 from .. import formrender
 from ..i18n import get_language
@@ -68,6 +68,9 @@ def start(process_key: str):
         return _render(deployments.startable(rt(), me()), process_key, values=data,
                        errors=err.errors or {"": err.message},
                        problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422)
+    except ProcessError as err:  # the process definition failed (a script, a condition): keep what was typed
+        return _render(deployments.startable(rt(), me()), process_key, values=data, problem=say(err.message),
+                       status=err.status)
     if token:
         session["started"] = dict(list(done.items())[-19:] + [(token, started.business_key)])
     flash(_("Started %(key)s.", key=started.business_key), "ok")

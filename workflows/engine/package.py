@@ -9,12 +9,16 @@ The result is an immutable ``ProcessPackage`` holding the parsed specs, cached p
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+import jinja2
+from jinja2 import nodes as jnodes
+from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from lxml import etree
@@ -34,6 +38,8 @@ NS = {"bpmn": BPMN_NS, "spiff": SPIFF_NS}
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_PACKAGE_BYTES = 10 * 1024 * 1024
 MAX_XML_DEPTH = 64
+MAX_JSON_DEPTH = 64
+XINCLUDE_NAMESPACES = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 
 
 @dataclass(frozen=True)
@@ -179,14 +185,19 @@ def _safe_parser() -> etree.XMLParser:
     )
 
 
-def _parse_xml(name: str, data: bytes, problems: list[Problem]) -> etree._Element | None:
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+def _parse_xml(name: str, data: bytes, problems: list[Problem], kind: str) -> etree._Element | None:
+    """Parse one BPMN or DMN file (``kind``) safely; None (with the problem recorded) if it is refused."""
+    if _declares_dtd(data):
         problems.append(Problem("DTDs and entity declarations are not allowed in process files", file=name))
         return None
     try:
         root = etree.fromstring(data, _safe_parser())
     except etree.XMLSyntaxError as err:
-        problems.append(Problem(f"not well-formed XML: {err.msg}", file=name, line=err.lineno))
+        if "Excessive depth" in (err.msg or ""):  # libxml2's own limit, in words about its options
+            problems.append(Problem("elements are nested too deep for the parser's depth limit; "
+                                    f"at most {MAX_XML_DEPTH} allowed", file=name, line=err.lineno))
+        else:
+            problems.append(Problem(f"not well-formed XML: {err.msg}", file=name, line=err.lineno))
         return None
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
@@ -197,7 +208,45 @@ def _parse_xml(name: str, data: bytes, problems: list[Problem]) -> etree._Elemen
     if depth > MAX_XML_DEPTH:
         problems.append(Problem(f"elements are nested {depth} deep; at most {MAX_XML_DEPTH} allowed", file=name))
         return None
-    return root
+    qname = etree.QName(root)
+    expected = (BPMN_NS,) if kind == "BPMN" else DMN_NAMESPACES
+    if qname.localname != "definitions" or qname.namespace not in expected:
+        problems.append(Problem(f"this is not a {kind} file: its root element is <{qname.localname}>"
+                                + (f" in the namespace '{qname.namespace}'" if qname.namespace else "")
+                                + f", not a {kind} <definitions>", file=name, line=root.sourceline))
+        return None
+    found = len(problems)
+    # the safe parser never acts on these, but nothing legitimate needs them either: refuse, do not ignore
+    instructions = [*root.itersiblings(etree.ProcessingInstruction, preceding=True),
+                    *root.iter(etree.ProcessingInstruction), *root.itersiblings(etree.ProcessingInstruction)]
+    for pi in instructions:
+        problems.append(Problem(f"processing instructions are not allowed (<?{pi.target} ...?>)", file=name,
+                                line=pi.sourceline, **_owner(pi)))
+    for node in root.iter(etree.Element):
+        if etree.QName(node).namespace in XINCLUDE_NAMESPACES:
+            problems.append(Problem("XInclude elements are not allowed: a process file cannot include other files",
+                                    file=name, line=node.sourceline, **_owner(node)))
+    return root if len(problems) == found else None
+
+
+def _declares_dtd(data: bytes) -> bool:
+    """A DOCTYPE or entity declaration in the raw bytes, also in UTF-16/32 (the parse would otherwise stop
+    first at an entity it refuses to load, with a less telling message)."""
+    texts = [data]
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if data.startswith(bom):
+            texts.append(data.decode(codec, errors="replace").encode("utf-8"))
+            break
+    return any(b"<!DOCTYPE" in t or b"<!ENTITY" in t for t in texts)
+
+
+def _owner(node: etree._Element) -> dict[str, str | None]:
+    """The id and name of the nearest element around ``node`` that has an id (for Problem)."""
+    owner = node.getparent()
+    while owner is not None and owner.get("id") is None:
+        owner = owner.getparent()
+    return {"element_id": owner.get("id"), "element_name": owner.get("name")} if owner is not None else {}
 
 
 def _max_depth(root: etree._Element) -> int:
@@ -246,11 +295,11 @@ def build_package(
     dmn_docs: dict[str, etree._Element] = {}
     for name, data in files.items():
         if name.endswith(".bpmn"):
-            root = _parse_xml(name, data, problems)
+            root = _parse_xml(name, data, problems, "BPMN")
             if root is not None:
                 bpmn_docs[name] = root
         elif name.endswith(".dmn"):
-            root = _parse_xml(name, data, problems)
+            root = _parse_xml(name, data, problems, "DMN")
             if root is not None:
                 dmn_docs[name] = root
     if not bpmn_docs and not problems:
@@ -338,10 +387,23 @@ def _load_forms(files: dict[str, bytes], problems: list[Problem]) -> dict[str, d
             continue
         try:
             doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except RecursionError:
+            problems.append(Problem(f"the JSON is nested too deeply; at most {MAX_JSON_DEPTH} levels allowed",
+                                    file=name))
+            continue
+        except ValueError as err:  # also too many digits in a number, which is not a JSONDecodeError
             problems.append(Problem(f"not valid JSON: {err}", file=name))
             continue
+        depth = _json_depth(doc)
+        if depth > MAX_JSON_DEPTH:
+            problems.append(Problem(f"the JSON is nested {depth} deep; at most {MAX_JSON_DEPTH} levels allowed",
+                                    file=name))
+            continue
         if name.endswith(".schema.json"):
+            schema_problems = _schema_problems(doc)
+            if schema_problems:
+                problems.extend(Problem(p, file=name) for p in schema_problems)
+                continue
             try:
                 Draft202012Validator.check_schema(doc)
             except SchemaError as err:
@@ -352,6 +414,82 @@ def _load_forms(files: dict[str, bytes], problems: list[Problem]) -> dict[str, d
                 continue
         forms[name] = doc
     return forms
+
+
+def _json_depth(doc: Any) -> int:
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:
+            children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
+def _schema_problems(doc: Any) -> list[str]:
+    """References out of the form (other files, URLs) and patterns that backtrack catastrophically."""
+    problems: list[str] = []
+    stack = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for key in ("$ref", "$dynamicRef"):
+            ref = node.get(key)
+            if isinstance(ref, str) and not ref.startswith("#"):
+                problems.append(f"'{key}': '{ref[:200]}' points outside the form; only references inside it "
+                                "('#/$defs/...') are allowed")
+        patterns = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        if isinstance(node.get("patternProperties"), dict):
+            patterns.extend(node["patternProperties"])
+        for pattern in patterns:
+            if _backtracks(pattern):
+                problems.append(f"the pattern '{pattern[:200]}' repeats a repetition (like '(a+)+'), which can "
+                                "take hours to check one value; write it without nested repeats")
+        stack.extend(node.values())
+    return problems
+
+
+def _backtracks(pattern: str) -> bool:
+    """Whether a regular expression nests an unbounded repeat inside another repeat (exponential matching).
+
+    Uses the standard library's own regex parser (``re._parser``); an invalid pattern is left to the JSON
+    Schema check, which reports it."""
+    try:
+        import re._parser as sre_parse  # private, but the only parser of Python's own regex syntax
+        from re._constants import MAX_REPEAT, MAXREPEAT, MIN_REPEAT, POSSESSIVE_REPEAT
+
+        parsed = sre_parse.parse(pattern)
+    except Exception:  # noqa: BLE001
+        return False
+    repeats = (MAX_REPEAT, MIN_REPEAT)
+
+    def walk(items: Any, inside_repeat: bool) -> bool:
+        for op, arg in items:
+            if op in repeats:
+                low, high, body = arg
+                unbounded = high == MAXREPEAT or high > 100
+                if inside_repeat and unbounded:
+                    return True
+                if walk(body, inside_repeat or high > 1):
+                    return True
+            elif op is POSSESSIVE_REPEAT:
+                continue  # possessive repeats never backtrack
+            else:
+                for sub in arg if isinstance(arg, list | tuple) else ():
+                    if isinstance(sub, sre_parse.SubPattern) and walk(sub, inside_repeat):
+                        return True
+                    if isinstance(sub, list | tuple):
+                        for part in sub:
+                            if isinstance(part, sre_parse.SubPattern) and walk(part, inside_repeat):
+                                return True
+        return False
+
+    return walk(parsed, False)
 
 
 def _process_info(
@@ -490,6 +628,75 @@ def _check_expressions(file: str, root: etree._Element, problems: list[Problem])
         for node in root.iter(f"{{{BPMN_NS}}}{tag}"):
             if node.text and node.text.strip():
                 report(node, "timer expression", sandbox.check_expression(node.text.strip()))
+    # every other place SpiffWorkflow evaluates an expression (the sandbox would refuse them when run)
+    for tag, what in (("loopCardinality", "loop cardinality"), ("completionCondition", "completion condition"),
+                      ("loopCondition", "loop condition"), ("condition", "conditional event"),
+                      ("messagePath", "message correlation"), ("formalExpression", "message correlation")):
+        for node in root.iter(f"{{{BPMN_NS}}}{tag}"):
+            if node.text and node.text.strip():
+                report(node, what, sandbox.check_expression(node.text.strip()))
+    for node in root.iter(f"{{{SPIFF_NS}}}messagePayload"):
+        if node.text and node.text.strip():
+            report(node, "message payload", sandbox.check_expression(node.text.strip()))
+    for node in root.iter(f"{{{SPIFF_NS}}}parameter"):
+        if (node.get("value") or "").strip():
+            report(node, f"service parameter '{node.get('id') or ''}'", sandbox.check_expression(node.get("value")))
+    for node in root.iter(f"{{{SPIFF_NS}}}instructionsForEndUser"):
+        if node.text and node.text.strip():
+            report(node, "instructions", _template_problems(node.text))
+
+
+# Instructions are Jinja templates rendered on every view of the task page. Jinja's sandbox stops attribute
+# walks, not '*', '**', '+' or method calls that allocate gigabytes or compute for hours, so only a small
+# language is accepted: names, look-ups, if/for/set, comparisons, literals and filters that cannot grow text.
+_TEMPLATE_NODES = (
+    jnodes.Template, jnodes.Output, jnodes.TemplateData, jnodes.Name, jnodes.Const, jnodes.Getattr,
+    jnodes.Getitem, jnodes.Slice, jnodes.If, jnodes.For, jnodes.Assign, jnodes.Dict, jnodes.Pair, jnodes.List,
+    jnodes.Tuple, jnodes.Compare, jnodes.Operand, jnodes.And, jnodes.Or, jnodes.Not, jnodes.CondExpr,
+    jnodes.Filter, jnodes.Test, jnodes.Neg, jnodes.Pos, jnodes.Sub, jnodes.Div, jnodes.FloorDiv, jnodes.Keyword,
+)
+_TEMPLATE_FILTERS = frozenset({
+    "default", "d", "upper", "lower", "title", "capitalize", "trim", "length", "count", "round", "int", "float",
+    "string", "abs", "first", "last", "e", "escape", "truncate", "wordcount", "sort", "reverse", "unique", "min",
+    "max", "dictsort", "join",
+})
+_TEMPLATE_WORDS = {"Mul": "'*'", "Pow": "'**'", "Add": "'+'", "Concat": "'~'", "Mod": "'%'", "Call": "calls",
+                   "Include": "'include'", "Import": "'import'", "FromImport": "'import'", "Extends": "'extends'",
+                   "Macro": "macros", "CallBlock": "'call' blocks", "FilterBlock": "filter blocks"}
+_template_env = SandboxedEnvironment()
+
+
+def _template_problems(text: str) -> list[str]:
+    try:
+        tree = _template_env.parse(text)
+    except jinja2.TemplateSyntaxError as err:
+        return [f"line {err.lineno}: template syntax error: {err.message}"]
+    problems: list[str] = []
+
+    def walk(node: jnodes.Node, loops: int) -> None:
+        kind = type(node).__name__
+        where = f"line {node.lineno}: " if getattr(node, "lineno", None) else ""
+        if not isinstance(node, _TEMPLATE_NODES):
+            problems.append(f"{where}{_TEMPLATE_WORDS.get(kind, kind)} not allowed in instructions")
+            return
+        if isinstance(node, jnodes.Name | jnodes.Getattr) and (getattr(node, "name", None) or
+                                                              getattr(node, "attr", "")).startswith("_"):
+            problems.append(f"{where}names starting with '_' are not allowed")
+        if isinstance(node, jnodes.Filter) and node.name not in _TEMPLATE_FILTERS:
+            problems.append(f"{where}the filter '{node.name}' is not allowed in instructions")
+        if isinstance(node, jnodes.Filter) and node.name == "join" and not all(
+                isinstance(a, jnodes.Const) and isinstance(a.value, str) and len(a.value) <= 20 for a in node.args):
+            problems.append(f"{where}'join' needs a short fixed separator such as ', '")
+        if isinstance(node, jnodes.For):
+            if loops:
+                problems.append(f"{where}a loop inside a loop is not allowed in instructions")
+                return
+            loops += 1
+        for child in node.iter_child_nodes():
+            walk(child, loops)
+
+    walk(tree, 0)
+    return problems
 
 
 def _check_dmn(file: str, root: etree._Element, problems: list[Problem]) -> None:

@@ -37,6 +37,10 @@ What it does
   on Linux, a ``max_memory`` budget on the growth of the process's resident memory (sampled every
   ``MEMORY_CHECK_EVERY`` seconds).  Code that can neither loop nor call (most gateway conditions and
   DMN cells) runs without the tracer, which keeps it faster than the default engine.
+* **Data bounds.** What a script leaves in the task data, and the value an expression returns, must
+  serialize to at most ``max_data`` characters and nest at most ``MAX_DATA_DEPTH`` deep: shared
+  references (``[big] * 999999``) cost nothing in memory but would be written out in full when the
+  workflow is saved, exhausting the server's memory outside any budget.
 * **Only whitelisted builtins** (``_SAFE_BUILTINS``: abs all any bool dict enumerate filter float int
   isinstance len list map max min range reversed round set sorted str sum tuple zip; those that copy
   or convert are thin wrappers, ``isinstance`` maps them back to the types) and the helpers
@@ -105,6 +109,8 @@ MAX_FORMAT_SPEC = 200
 MAX_STRFTIME_FORMAT = 1000
 MAX_PRINT_CHARS = 2000
 DEFAULT_MAX_SIZE = 1_000_000
+DEFAULT_MAX_DATA = 8_000_000  # characters of task data a script may leave behind (about its size when saved)
+MAX_DATA_DEPTH = 100  # nesting of the task data a script may leave behind
 CACHE_SIZE = 4096
 
 
@@ -1099,6 +1105,36 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover - not Linux
     _PAGE_SIZE = 0
 
 
+def _data_problem(value: Any, limit: int) -> str | None:
+    """Why ``value`` is too big or too deep to be saved as task data, or None.
+
+    Counted like ``_text_size`` (shared references each time they occur, as JSON writes them), and
+    iterative, so that neither a cycle nor a deep nesting can exhaust the stack here."""
+    cls = type(value)
+    if cls is bool or cls is float or value is None:
+        return None
+    if cls is str:
+        return None if len(value) <= limit else f"the result is too large to be saved (more than {limit:,} characters)"
+    total = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DATA_DEPTH:
+            return f"the data is nested too deeply to be saved (more than {MAX_DATA_DEPTH} levels)"
+        if isinstance(item, dict):
+            total += 2 + 4 * len(item)
+            stack.extend((v, depth + 1) for v in item.values())
+            total += sum(len(k) if type(k) is str else 24 for k in item)
+        elif isinstance(item, list | tuple | set | frozenset):
+            total += 2 + 2 * len(item)
+            stack.extend((v, depth + 1) for v in item)
+        else:
+            total += _text_size(item, limit)
+        if total > limit:
+            return f"the script's data is too large to be saved (more than {limit:,} characters)"
+    return None
+
+
 def _resident_bytes() -> int | None:
     """The process's current resident memory (Linux), or None where it cannot be read cheaply."""
     if not _PAGE_SIZE:
@@ -1247,18 +1283,19 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
     """
 
     def __init__(self, clock: Callable[[], datetime], business_tz: tzinfo = ZoneInfo("Asia/Shanghai"),
-                 max_seconds: float = 1.0, max_iterations: int = 100_000, max_size: int = 1_000_000,
-                 max_memory: int | None = 256 * 2**20):
+                 max_seconds: float = 1.0, max_iterations: int = 100_000, max_size: int = DEFAULT_MAX_SIZE,
+                 max_memory: int | None = 256 * 2**20, max_data: int = DEFAULT_MAX_DATA):
         if not callable(clock):
             raise TypeError("clock must be a callable returning an aware datetime")
-        if max_seconds <= 0 or max_iterations <= 0 or max_size <= 0:
-            raise ValueError("max_seconds, max_iterations and max_size must be positive")
+        if max_seconds <= 0 or max_iterations <= 0 or max_size <= 0 or max_data <= 0:
+            raise ValueError("max_seconds, max_iterations, max_size and max_data must be positive")
         self.clock = clock
         self.business_tz = business_tz
         self.max_seconds = float(max_seconds)
         self.max_iterations = int(max_iterations)
         self.max_size = int(max_size)
         self.max_memory = int(max_memory) if max_memory else None
+        self.max_data = int(max_data)
         super().__init__({
             "Decimal": Decimal,
             "money": money,
@@ -1307,7 +1344,11 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
         compiled = self._compiled(expression, "eval")
         namespace = {**external_context, **context} if external_context else context.copy()
         namespace.update(self._guards)
-        return _run(self, compiled, namespace, eval)
+        result = _run(self, compiled, namespace, eval)
+        problem = _data_problem(result, self.max_data)
+        if problem:  # a DMN output or a message payload becomes task data
+            raise ScriptLimitExceeded(problem)
+        return result
 
     def execute(self, script: str, context: dict[str, Any],
                 external_context: dict[str, Any] | None = None) -> bool:
@@ -1320,6 +1361,9 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
             _run(self, compiled, context, exec)
         finally:
             self._clean(context, external_context)
+        problem = _data_problem(context, self.max_data)
+        if problem:
+            raise ScriptLimitExceeded(problem)
         return True
 
     def call_service(self, context: dict[str, Any], **kwargs: Any) -> Any:
@@ -1462,5 +1506,5 @@ def _describe_error(err: BaseException) -> str:
 
 def make_script_engine(clock: Callable[[], datetime], **limits: Any) -> PythonScriptEngine:
     """A SpiffWorkflow script engine running everything in the sandbox; ``limits`` go to
-    ``RestrictedEnvironment`` (business_tz, max_seconds, max_iterations, max_size, max_memory)."""
+    ``RestrictedEnvironment`` (business_tz, max_seconds, max_iterations, max_size, max_memory, max_data)."""
     return RestrictedScriptEngine(environment=RestrictedEnvironment(clock, **limits))

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from models import Deployment, DeploymentFile
 
+from .. import config
 from ..engine import sandbox
 from ..engine.package import PackageError, ProcessPackage, build_package
 from ..runtime import Runtime
@@ -115,10 +116,10 @@ def package_for(rt: Runtime, deployment_id: int) -> ProcessPackage:
 
 
 def script_engine_for(rt: Runtime):
-    """One sandboxed script engine per runtime; it reads the runtime's clock."""
+    """One sandboxed script engine per runtime; it reads the runtime's clock and the configured budgets."""
     engine = rt.script_engines.get("default")
     if engine is None:
-        engine = rt.script_engines["default"] = sandbox.make_script_engine(rt.clock.now)
+        engine = rt.script_engines["default"] = sandbox.make_script_engine(rt.clock.now, **config.script_limits())
     return engine
 
 
