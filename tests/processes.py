@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -135,3 +136,41 @@ def start_gunicorn(procs: Processes, url: str, workers: int, access_log: Path, n
                 {"LVYUE_DATABASE_URL": url, "LVYUE_SECRET_KEY": os.urandom(32).hex(), "LVYUE_INSECURE_COOKIES": "1",
                  "LVYUE_ALLOW_DEMO_USERS": "1"})
     return port
+
+
+# --- crash testing: processes killed as a whole and started again ----------------------------------------------
+
+def start_group(procs: Processes, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Like ``Processes.start``, but in a session (and process group) of its own, so that ``kill_group`` ends it
+    with every child it forked (a gunicorn master and its workers), and with the log appended across restarts."""
+    with (procs.folder / f"{name}.log").open("a") as out:
+        proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    procs.running.append((name, proc))
+    return proc
+
+
+def kill_group(procs: Processes, proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (no cleanup runs anywhere in it) and forget it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    procs.running[:] = [(n, p) for n, p in procs.running if p is not proc]
+
+
+def gunicorn_command(url: str, port: int, workers: int, access_log: Path,
+                     secret: str) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of ``start_gunicorn``, for a caller that starts (and restarts) it itself on a
+    fixed port and secret."""
+    gunicorn = BIN / "gunicorn"
+    assert gunicorn.exists(), f"no {gunicorn}: install the project (make setup)"
+    return ([str(gunicorn), "-w", str(workers), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5",
+             "--access-logfile", str(access_log), "--access-logformat", "%(p)s %(m)s %(U)s %(s)s", "webapp.wsgi:app"],
+            {"LVYUE_DATABASE_URL": url, "LVYUE_SECRET_KEY": secret, "LVYUE_INSECURE_COOKIES": "1"})
+
+
+def timer_worker_command(url: str, name: str) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment of ``start_timer_worker``."""
+    lvyue = BIN / "lvyue"
+    assert lvyue.exists(), f"no {lvyue}: install the project (make setup)"
+    return [str(lvyue), "worker", "--name", name], {"LVYUE_DATABASE_URL": url, "LVYUE_SMTP_HOST": ""}

@@ -406,6 +406,27 @@ if __name__ == "__main__":
     main()
 
 
+@main.command("check")
+@click.option("--batch", default=200, show_default=True, help="Instances read per snapshot.")
+@click.option("--audit/--no-audit", "with_audit", default=True, show_default=True,
+              help="Also verify the audit hash chains and anchors.")
+@click.pass_context
+def check(ctx: click.Context, batch: int, with_audit: bool) -> None:
+    """Check that every instance's stored workflow agrees with its task, timer, path and audit rows (safe on a
+    live database); exit 1 and name each problem."""
+    from tqdm import tqdm
+
+    from .services import consistency
+
+    rt = _runtime(ctx)
+    with tqdm(total=consistency.count_instances(rt), desc="checking", unit="instance", file=sys.stderr) as bar:
+        report = consistency.check_all(rt, batch=max(1, batch), progress=bar.update, audit=with_audit)
+    for problem in report.problems:
+        click.secho(f"PROBLEM {problem}", fg="red")
+    click.echo(report.summary())
+    sys.exit(0 if report.ok else 1)
+
+
 @main.group()
 def audit() -> None:
     """Check and anchor the tamper-evident audit record."""
