@@ -279,6 +279,76 @@ def test_claimed_by_someone_else_is_409(rt, api, users):
     error_of(api.post(f"/tasks/{task_id}/complete", {"data": quote()}), 409, "conflict")
 
 
+def test_unclaim_gives_the_task_back_and_only_the_holder_may(rt, api, users):
+    task_id = api.post("/instances", {"process_key": "quote_to_cash"}).get_json()["open_task_ids"][0]
+    assert api.post(f"/tasks/{task_id}/claim").get_json()["assignee"] == "erp"
+    freed = api.post(f"/tasks/{task_id}/unclaim")
+    assert freed.status_code == 200, freed.get_json()
+    body = freed.get_json()
+    assert body["id"] == task_id and body["assignee"] is None and body["claimed_at"] is None
+    assert tasks.get_task(rt, task_id).assignee is None and audit_count(rt, "unclaim") == 1
+    assert [t["id"] for t in api.get("/tasks?scope=roles").get_json()["items"]] == [task_id]
+
+    error_of(api.post(f"/tasks/{task_id}/unclaim"), 409, "conflict")  # not held by anyone
+    tasks.claim(rt, task_id, users["rep2"])
+    assert "not claimed by erp" in error_of(api.post(f"/tasks/{task_id}/unclaim"), 409, "conflict")["message"]
+    assert tasks.get_task(rt, task_id).assignee == "rep2" and audit_count(rt, "unclaim") == 1
+
+    tasks.complete(rt, task_id, users["rep2"], quote())
+    assert "completed" in error_of(api.post(f"/tasks/{task_id}/unclaim"), 409, "conflict")["message"]
+    error_of(api.post("/tasks/999999/unclaim"), 404, "not_found")
+    assert audit_count(rt, "unclaim") == 1
+
+
+def test_reassign_by_the_holder_and_by_a_supervisor(rt, api, client, users):
+    task_id = api.post("/instances", {"process_key": "quote_to_cash"}).get_json()["open_task_ids"][0]
+    api.post(f"/tasks/{task_id}/claim")
+    handed = api.post(f"/tasks/{task_id}/reassign", {"to": " rep2 ", "reason": "on holiday next week"})
+    assert handed.status_code == 200, handed.get_json()
+    assert handed.get_json()["assignee"] == "rep2" and tasks.get_task(rt, task_id).assignee == "rep2"
+    with rt.read() as s:
+        event = s.scalar(select(AuditEvent).where(AuditEvent.action == "reassign"))
+    assert (event.actor, event.task_id) == ("erp", task_id)
+    assert event.data == {"from": "erp", "to": "rep2", "reason": "on holiday next week"}
+
+    # no longer the holder, and no supervisor: forbidden, and nothing changes
+    error_of(api.post(f"/tasks/{task_id}/reassign", {"to": "rep1", "reason": "take it back"}), 403, "forbidden")
+    _, boss_token = service_account(rt, "team-lead-bot", roles=("supervisor",))
+    boss = Api(client, boss_token)
+    taken = boss.post(f"/tasks/{task_id}/reassign", {"to": "rep1", "reason": "rep2 is overloaded"})
+    assert taken.status_code == 200 and taken.get_json()["assignee"] == "rep1", taken.get_json()
+    assert tasks.get_task(rt, task_id).assignee == "rep1" and audit_count(rt, "reassign") == 2
+
+    tasks.complete(rt, task_id, users["rep1"], quote())
+    body = error_of(boss.post(f"/tasks/{task_id}/reassign", {"to": "rep2", "reason": "too late now"}), 409, "conflict")
+    assert "completed" in body["message"]
+    error_of(boss.post("/tasks/999999/reassign", {"to": "rep2", "reason": "no such task"}), 404, "not_found")
+    assert audit_count(rt, "reassign") == 2
+
+
+def test_reassign_needs_a_role_member_or_holder_and_a_fitting_target(rt, api, users):
+    flow = Flow(rt)
+    flow.act("prepare_quote", "rep1", quote())
+    review = flow.task("supervisor_review")
+    # a supervisor's review, and the sales rep account is neither its holder nor a supervisor
+    error_of(api.post(f"/tasks/{review.id}/reassign", {"to": "sup1", "reason": "yours"}), 403, "forbidden")
+    error_of(api.post(f"/tasks/{review.id}/unclaim"), 409, "conflict")
+    assert tasks.get_task(rt, review.id).assignee is None
+
+    task_id = api.post("/instances", {"process_key": "quote_to_cash"}).get_json()["open_task_ids"][0]
+    for body, field in (({"to": "fin1", "reason": "wrong role"}, "to"), ({"to": "nobody", "reason": "who?"}, "to"),
+                        ({"to": "rep2"}, "reason"), ({"to": "rep2", "reason": "   "}, "reason"),
+                        ({"reason": "to whom?"}, "to"), ({"to": 7, "reason": "a number"}, "to"),
+                        ({"to": "rep2", "reason": "x", "urgent": True}, "urgent")):
+        answer = error_of(api.post(f"/tasks/{task_id}/reassign", body), 422, "invalid")
+        assert field in answer["errors"], (body, answer)
+    for kw in ({"data": "to=rep2", "content_type": "application/x-www-form-urlencoded"},
+               {"data": "{not json", "content_type": "application/json"},
+               {"data": "[\"rep2\"]", "content_type": "application/json"}):
+        error_of(api.post(f"/tasks/{task_id}/reassign", **kw), 400, "bad_request")
+    assert tasks.get_task(rt, task_id).assignee is None and audit_count(rt, "reassign") == 0
+
+
 def test_bad_requests_and_unknown_things(api):
     for query, field in (("scope=open", "scope"), ("scope=bogus", "scope"), ("page=x", "page"), ("page=0", "page"),
                          ("per_page=500", "per_page"), ("amount_min=abc", "amount_min"),
@@ -386,6 +456,8 @@ def test_responses_match_the_documented_schemas(rt, api, client):
     check(api.get("/tasks?scope=roles"), "TaskPage")
     check(api.get(f"/tasks/{task_id}"), "TaskDetail")
     check(api.post(f"/tasks/{task_id}/claim"), "Task")
+    check(api.post(f"/tasks/{task_id}/unclaim"), "Task")
+    check(api.post(f"/tasks/{task_id}/reassign", {"to": "erp", "reason": "back to me"}), "Task")
     check(api.post(f"/tasks/{task_id}/complete", {"data": quote()}), "Completion")
     check(api.get(f"/instances/{started.get_json()['business_key']}"), "Instance")
     check(api.get("/tasks?scope=bogus"), "Error")
@@ -411,3 +483,65 @@ def test_create_token_command(rt, client):
     assert missing.exit_code == 1 and "--role" in missing.stderr
     person = runner.invoke(main, ["--db", rt.database_url, "create-token", "rep1", "--name", "x"])
     assert person.exit_code == 1 and "service accounts" in person.stderr
+
+
+# --- found by fuzzing the document (tests/test_api_schema.py) ---------------------------------------------
+
+def test_control_characters_in_parameters_are_a_documented_400(api, client):
+    """The app refuses them before the API sees the request: every operation documents that 400."""
+    key = api.post("/instances", {"process_key": "quote_to_cash"}).get_json()["business_key"]
+    for path in ("/tasks?stage=%17", "/tasks?customer=a%01b", f"/instances/{key}%11"):
+        error_of(api.get(path), 400)
+    for path, item in _openapi(client)["paths"].items():
+        for method, op in item.items():
+            if path != "/openapi.json":
+                assert "400" in op["responses"], (path, method)
+
+
+def test_amount_filters_take_only_the_documented_plain_decimals(api, client):
+    api.post("/instances", {"process_key": "quote_to_cash", "data": {"customer_name": "A"}})
+    params = {p["name"]: p["schema"] for p in _openapi(client)["paths"]["/tasks"]["get"]["parameters"]}
+    for raw in ("\u0091\u00a6e\u0084", "1,000", "١٢٣", "1e5", "1_000", " 5"):
+        assert not re.search(params["amount_min"]["pattern"], raw), raw
+        assert "amount_min" in error_of(api.get("/tasks", query_string={"amount_min": raw}), 422)["errors"], raw
+    for raw in ("", "0", "12000.50", "-3"):
+        assert re.search(params["amount_max"]["pattern"], raw), raw
+        assert api.get("/tasks", query_string={"scope": "roles", "amount_max": raw}).status_code == 200, raw
+    assert params["page"]["maximum"] == 100_000
+    error_of(api.get("/tasks?page=100001"), 422, "invalid")
+
+
+def test_unknown_or_empty_query_parameters_are_refused(api):
+    """A misspelt filter used to be ignored, widening the queue; an empty enum value is none of its values."""
+    body = error_of(api.get("/tasks?scope=roles&custmer=Beta&=0.0"), 422, "invalid")
+    assert set(body["errors"]) == {"custmer", ""}
+    for name in ("scope", "page", "per_page", "due", "sort"):
+        assert name in error_of(api.get(f"/tasks?{name}="), 422, "invalid")["errors"], name
+    assert api.get("/tasks?stage=&customer=&amount_min=").status_code == 200  # empty text: no filter
+
+
+def test_nul_characters_and_overlong_names_in_bodies_are_a_422_not_a_500(rt, api):
+    """PostgreSQL refuses NUL in text and names longer than their column: these were 500s there."""
+    assert "process_key" in error_of(api.post("/instances", {"process_key": "\x00"}), 422, "invalid")["errors"]
+    assert "business_key" in error_of(api.post("/instances", {"process_key": "quote_to_cash",
+                                                               "business_key": "Q-\x00"}), 422)["errors"]
+    for name in ("a\x00b", "x" * 201):
+        body = error_of(api.post("/instances", {"process_key": "quote_to_cash", "data": {"customer_name": name}}),
+                        422, "invalid")
+        assert "customer_name" in body["errors"]
+    assert api.post("/instances", {"process_key": "quote_to_cash", "data": {"customer_name": "中" * 200}}
+                    ).status_code == 201
+    task_id = api.post("/instances", {"process_key": "quote_to_cash"}).get_json()["open_task_ids"][0]
+    for body, field in (({"to": "rep\x002", "reason": "on leave"}, "to"),
+                        ({"to": "rep2", "reason": "on\x00"}, "reason")):
+        assert set(error_of(api.post(f"/tasks/{task_id}/reassign", body), 422, "invalid")["errors"]) == {field}
+    assert tasks.get_task(rt, task_id).assignee is None
+
+
+def test_errors_made_outside_the_api_views_have_stable_codes_and_english_messages(client):
+    response = client.get("/api/v1/tasks?stage=%01")
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "bad_request", "message": "The request contains control characters."}
+    response = client.get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "not_found", "message": "Not found"}

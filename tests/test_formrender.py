@@ -612,3 +612,26 @@ def test_lists_of_plain_values_and_nested_groups_round_trip(env):
     assert '<div class="field-error" id="f.contact.phone-error">has the wrong format</div>' in html
     assert parse_form(schema, MultiDict(post_of(html).pairs)) == data
     assert parse_form(schema, MultiDict({"f.tags.3": "b", "f.tags.1": "a", "f.tags.2": ""})) == {"tags": ["a", "b"]}
+
+
+# ------------------------------------------------------------------------- found by tests/test_form_properties.py
+
+
+def test_money_and_dates_are_ascii_digits_in_the_documented_shape():
+    """Python's \\d and $ took Arabic-Indic digits and a trailing newline as money; date.fromisoformat took ISO
+    week dates ("2026-W01-1" is 2025-12-29) and "20261220xx". All were stored as typed."""
+    schema = load("record_payment")[0]
+    base = {"amount_received": "7200.00", "received_on": "2026-12-16", "payment_reference": "TRX-1"}
+    for amount in ("١٢٣", "１２", "12.50\n", "12.5 "):
+        assert "amount_received" in invalid(schema, dict(base, amount_received=amount)), amount
+    for day in ("2026-W01-1", "20261220xx", "2026-12-16\n", "２０２６-１２-１６"):
+        assert "received_on" in invalid(schema, dict(base, received_on=day)), day
+    assert validate_submission(schema, base)["amount_received"] == Decimal("7200.00")
+
+
+def test_fields_not_in_the_form_are_reported_under_their_own_name():
+    """The name came from the validator's message, which holds its repr: '\\x1f' was reported as '\\\\x1f'."""
+    schema = load("accept_complaint")[0]
+    for key in ("\x1f", "it's", "a\\b", "名字"):
+        errors = invalid(schema, {"acceptance_decision": "accept", "category": "quality", key: 1})
+        assert errors == {key: "this field is not part of the form"}, errors

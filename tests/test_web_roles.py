@@ -112,5 +112,5 @@ EXTRA_ROLE_TESTS: dict[str, str] = {
     "admin.users": "test_web_admin.py", "admin.new_user": "test_web_admin.py", "admin.user": "test_web_admin.py",
     "api.list_tasks": "test_api.py", "api.get_task": "test_api.py", "api.claim": "test_api.py",
     "api.complete": "test_api.py", "api.start": "test_api.py", "api.get_instance": "test_api.py",
-    "api.openapi": "test_api.py",
+    "api.openapi": "test_api.py", "api.unclaim": "test_api.py", "api.reassign": "test_api.py",
 }

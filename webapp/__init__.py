@@ -95,6 +95,8 @@ def _init_guards(app: Flask) -> None:
         if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             values += [*request.form.keys(), *request.form.values()]
         if any(_bad(v) for v in values):
+            if request.path.startswith("/api/"):  # the API answers in English, whatever the server's language
+                return render_error(400, "The request contains control characters.")
             return render_error(400, i18n.gettext("The request contains control characters."))
         return None
 
@@ -113,8 +115,10 @@ def _init_headers(app: Flask) -> None:
         response.headers.setdefault("Content-Security-Policy",
                                     "default-src 'self'; img-src 'self' data:; style-src 'self'; "
                                     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'")
-        if current_user and current_user.is_authenticated:
-            response.headers.setdefault("Cache-Control", "no-store")  # pages hold contract data
+        # pages and downloads hold contract data: send_file's own "no-cache" would still let caches keep them
+        signed_in = current_user and current_user.is_authenticated and request.endpoint != "static"
+        if signed_in and "no-store" not in response.headers.get("Cache-Control", ""):
+            response.headers["Cache-Control"] = "no-store"
         if request.is_secure:
             response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

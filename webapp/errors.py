@@ -20,13 +20,19 @@ _HEADLINES = {
 }
 
 
+# the API's stable error codes for answers that no service error made (guards, 404s of unknown routes, ...)
+_API_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+              409: "conflict", 413: "too_large", 422: "invalid", 429: "rate_limited", 500: "server_error"}
+
+
 def headline(status: int) -> str:
     return _(_HEADLINES.get(status, _HEADLINES[500]))
 
 
 def render_error(status: int, message: str | None, code: str | None = None, errors: dict | None = None):
     if request.path.startswith("/api/"):
-        body = {"error": code or str(status), "message": message or headline(status)}
+        body = {"error": code or _API_CODES.get(status, str(status)),
+                "message": message or _HEADLINES.get(status, _HEADLINES[500])}
         if errors:
             body["errors"] = errors
         return jsonify(body), status

@@ -103,6 +103,15 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        "ReassignRequest": {
+            "type": "object",
+            "required": ["to", "reason"],
+            "additionalProperties": False,
+            "properties": {
+                "to": {"type": "string", "minLength": 1, "description": "User name of the new holder."},
+                "reason": {"type": "string", "minLength": 1, "description": "Why; audited and sent to the new holder."},
+            },
+        },
         "Completion": {
             "type": "object",
             "required": ["task_id", "instance_id", "instance_version", "instance_status", "new_task_ids"],
@@ -160,7 +169,8 @@ def _schemas() -> dict[str, Any]:
 
 
 _ERRORS = {
-    "BadRequest": "The body is not a JSON object (or not sent as application/json).",
+    "BadRequest": "The request is malformed: a parameter holds control characters, or the body is not a JSON "
+                  "object sent as application/json.",
     "Unauthorized": "No bearer token, or the token is unknown, revoked, or belongs to an inactive account.",
     "Forbidden": "The account lacks the role for this (or four eyes forbid it).",
     "NotFound": "No such task or contract.",
@@ -176,15 +186,21 @@ def _responses() -> dict[str, Any]:
 def _errors(*names: str) -> dict[str, Any]:
     codes = {"BadRequest": "400", "Unauthorized": "401", "Forbidden": "403", "NotFound": "404",
              "Conflict": "409", "Invalid": "422"}
-    return {codes[n]: _ref(n, "responses") for n in ("Unauthorized", *names)}
+    # any request may be refused as malformed (control characters in a parameter), whatever the operation
+    return {codes[n]: _ref(n, "responses") for n in ("BadRequest", "Unauthorized", *names)}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-_TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer"}}
-_KEY = {"name": "key", "in": "path", "required": True, "schema": {"type": "string"},
+# what the app refuses with 400 in any parameter: control characters other than tab, CR and LF
+_TEXT = {"type": "string", "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]*$"}
+# the amount filters: plain decimals (empty: no filter); what money_arg would take beyond this is refused
+AMOUNT_PATTERN = r"^(-?[0-9]{1,16}(\.[0-9]{1,12})?)?$"
+_TASK_ID = {"name": "task_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}}
+_KEY = {"name": "key", "in": "path", "required": True, "schema": _TEXT,
         "description": "The contract's business key, e.g. Q-2026-00001."}
 
 
@@ -201,12 +217,14 @@ def _paths() -> dict[str, Any]:
                 _query("scope", {"type": "string", "enum": ["mine", "roles", "team"], "default": "mine"},
                        "mine: held by me; roles: unclaimed tasks of my roles; team: my team's open tasks "
                        "(supervisors, managers, the director)."),
-                _query("page", {"type": "integer", "minimum": 1, "default": 1}, "Page number."),
+                _query("page", {"type": "integer", "minimum": 1, "maximum": 100_000, "default": 1}, "Page number."),
                 _query("per_page", {"type": "integer", "minimum": 1, "maximum": 200, "default": 25}, "Page size."),
-                _query("stage", {"type": "string"}, "Only tasks in this stage (quote, approval, ...)."),
-                _query("customer", {"type": "string"}, "Customer name contains this text."),
-                _query("amount_min", {"type": "string"}, "Contract amount at least this (decimal as text)."),
-                _query("amount_max", {"type": "string"}, "Contract amount at most this (decimal as text)."),
+                _query("stage", _TEXT, "Only tasks in this stage (quote, approval, ...)."),
+                _query("customer", _TEXT, "Customer name contains this text."),
+                _query("amount_min", {"type": "string", "pattern": AMOUNT_PATTERN},
+                       "Contract amount at least this (a decimal as text, e.g. 10000.50)."),
+                _query("amount_max", {"type": "string", "pattern": AMOUNT_PATTERN},
+                       "Contract amount at most this (a decimal as text)."),
                 _query("due", {"type": "string", "enum": ["overdue", "today", "week", "none"]}, "Due-date filter."),
                 _query("sort", {"type": "string", "enum": ["due", "created", "-created", "amount", "-amount",
                                                            "customer"], "default": "due"}, "Order."),
@@ -223,6 +241,22 @@ def _paths() -> dict[str, Any]:
             "parameters": [_TASK_ID],
             "responses": {"200": _json(_ref("Task"), "The task, now held by the caller."),
                           **_errors("Forbidden", "NotFound", "Conflict")},
+        }},
+        "/tasks/{task_id}/unclaim": {"post": {
+            "operationId": "unclaimTask", "summary": "Give a task I hold back to its role's queue", "tags": ["tasks"],
+            "parameters": [_TASK_ID],
+            "responses": {"200": _json(_ref("Task"), "The task, now unclaimed."),
+                          **_errors("NotFound", "Conflict")},
+        }},
+        "/tasks/{task_id}/reassign": {"post": {
+            "operationId": "reassignTask", "summary": "Hand a task to another user of its role", "tags": ["tasks"],
+            "description": "Allowed for the holder, for a member of the task's role while it is unclaimed, and for "
+                           "a supervisor, manager or director of the contract's team. The new holder must be an "
+                           "active user with the task's role (and team) whom four eyes do not rule out.",
+            "parameters": [_TASK_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("ReassignRequest")}}},
+            "responses": {"200": _json(_ref("Task"), "The task, now held by the new holder."),
+                          **_errors("BadRequest", "Forbidden", "NotFound", "Conflict", "Invalid")},
         }},
         "/tasks/{task_id}/complete": {"post": {
             "operationId": "completeTask", "summary": "Complete a task with its form data", "tags": ["tasks"],

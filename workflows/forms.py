@@ -19,7 +19,9 @@ from jsonschema.exceptions import ValidationError
 
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_STRING = 20_000
-MONEY_RE = re.compile(r"^-?\d{1,13}(\.\d{1,2})?$")
+# ASCII digits only, and nothing after them: Python's \d and $ would also take "١٢٣" and "12.50\n"
+MONEY_RE = re.compile(r"-?[0-9]{1,13}(\.[0-9]{1,2})?")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 FORBIDDEN_KEYS = {"typename"}
 
 _formats = FormatChecker()
@@ -29,14 +31,15 @@ _formats = FormatChecker()
 def _is_money(value: object) -> bool:
     if not isinstance(value, str):
         return True  # the type keyword reports non-strings
-    return bool(MONEY_RE.match(value))
+    return MONEY_RE.fullmatch(value) is not None
 
 
 @_formats.checks("date", raises=ValueError)
 def _is_date(value: object) -> bool:
     if not isinstance(value, str):
         return True
-    return len(value) == 10 and date.fromisoformat(value) is not None
+    # fromisoformat alone also takes ISO week dates ("2026-W01-1" is 2025-12-29) and "20261220"
+    return DATE_RE.fullmatch(value) is not None and date.fromisoformat(value) is not None
 
 
 class FormInvalid(Exception):
@@ -57,11 +60,16 @@ _FORMAT_TEXT = {"money": "an amount such as 1234.50 (as text)", "date": "a date 
 def _friendly(err: ValidationError) -> tuple[str, str]:
     path = list(err.absolute_path)
     v = err.validator
-    if v == "required":
-        missing = re.findall(r"'([^']+)' is a required property", err.message)
-        return _path(path + missing[:1]), "this field is required"
-    if v == "additionalProperties":
-        extra = re.findall(r"'([^']+)'", err.message)
+    # the names come from the instance and the schema, not from the message, which holds their repr ('\\x1f')
+    if v == "required" and isinstance(err.instance, dict):
+        # jsonschema reports each missing property in an error of its own, whose message starts with its repr
+        missing = [k for k in err.validator_value if k not in err.instance]
+        named = [k for k in missing if err.message.startswith(repr(k))] or missing
+        return _path(path + named[:1]), "this field is required"
+    if v == "additionalProperties" and isinstance(err.instance, dict):
+        props = err.schema.get("properties") or {}
+        patterns = list(err.schema.get("patternProperties") or {})
+        extra = [k for k in err.instance if k not in props and not any(re.search(p, str(k)) for p in patterns)]
         return _path(path + extra[:1]), "this field is not part of the form"
     if v == "type" and err.schema.get("format") in _FORMAT_TEXT:
         return _path(path), f"must be {_FORMAT_TEXT[err.schema['format']]}"

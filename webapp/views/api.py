@@ -7,6 +7,7 @@ JSON: ``{"error": code, "message": ..., "errors": {field path: message}}``.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -19,13 +20,14 @@ from workflows.services.accounts import UserView
 from workflows.services.errors import InvalidInput, ServiceError
 
 from .. import csrf
-from ..openapi import build_openapi
+from ..openapi import AMOUNT_PATTERN, build_openapi
 from .common import queue_filter_arg, rt
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)
 
 SCOPES = ("mine", "roles", "team")
+QUEUE_PARAMS = frozenset({"scope", "page", "per_page", "stage", "customer", "amount_min", "amount_max", "due", "sort"})
 
 
 class Unauthorized(ServiceError):
@@ -111,6 +113,13 @@ def _object_field(body: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def _no_nul(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Text that goes into SQL as it is: PostgreSQL cannot hold a NUL, and would fail the request with a 500."""
+    bad = {k: "must not contain NUL characters" for k in names if isinstance(body.get(k), str) and "\x00" in body[k]}
+    if bad:
+        raise InvalidInput("NUL characters in the body", bad)
+
+
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -159,6 +168,16 @@ def list_tasks():
     scope = request.args.get("scope") or "mine"
     if scope not in SCOPES:
         raise InvalidInput(f"unknown queue '{scope}'", {"scope": "must be mine, roles or team"})
+    unknown = sorted(set(request.args) - QUEUE_PARAMS)
+    if unknown:  # a misspelt filter must not silently widen the queue
+        raise InvalidInput("unknown query parameters",
+                           {k[:100]: "this parameter is not part of the request" for k in unknown})
+    empty = [k for k in ("scope", "page", "per_page", "due", "sort") if request.args.get(k) == ""]
+    if empty:  # the document lists their values (and defaults): an empty one is none of them
+        raise InvalidInput("empty query parameters", {k: "leave it out or give one of its values" for k in empty})
+    for name in ("amount_min", "amount_max"):  # plain decimals only, as documented (the web page takes "12,000")
+        if not re.search(AMOUNT_PATTERN, request.args.get(name, "")):
+            raise InvalidInput(f"'{name}' is not an amount", {name: "must be a decimal such as 1234.50"})
     filters = queue_filter_arg()
     page = tasks.list_tasks(rt(), api_user(), scope, page=_int_arg("page", 1, 1, 100_000),
                             per_page=_int_arg("per_page", 25, 1, 200), filters=filters)
@@ -177,11 +196,36 @@ def get_task(task_id: int):
 
 @bp.post("/tasks/<int:task_id>/claim")
 def claim(task_id: int):
+    task_detail.require_visible(rt(), task_id, api_user())
     return jsonify(task_json(tasks.claim(rt(), task_id, api_user())))
+
+
+@bp.post("/tasks/<int:task_id>/unclaim")
+def unclaim(task_id: int):
+    task_detail.require_visible(rt(), task_id, api_user(), unclaim=True)
+    return jsonify(task_json(tasks.unclaim(rt(), task_id, api_user())))
+
+
+@bp.post("/tasks/<int:task_id>/reassign")
+def reassign(task_id: int):
+    task_detail.require_visible(rt(), task_id, api_user())
+    body = _json_body()
+    _only(body, ("to", "reason"))
+    _no_nul(body, ("to", "reason"))
+    to, reason = body.get("to"), body.get("reason")
+    errors = {}
+    if not isinstance(to, str) or not to.strip():
+        errors["to"] = "required: the user name of the new holder"
+    if not isinstance(reason, str) or not reason.strip():
+        errors["reason"] = "required: why the task changes hands"
+    if errors:
+        raise InvalidInput("whom to, and why?", errors)
+    return jsonify(task_json(tasks.reassign(rt(), task_id, api_user(), to.strip(), reason)))
 
 
 @bp.post("/tasks/<int:task_id>/complete")
 def complete(task_id: int):
+    task_detail.require_visible(rt(), task_id, api_user())
     body = _json_body()
     _only(body, ("data", "expected_version"))
     data = _object_field(body, "data")
@@ -197,6 +241,7 @@ def complete(task_id: int):
 def start():
     body = _json_body()
     _only(body, ("process_key", "data", "business_key"))
+    _no_nul(body, ("process_key", "business_key"))
     process_key, business_key = body.get("process_key"), body.get("business_key")
     if not isinstance(process_key, str) or not process_key.strip():
         raise InvalidInput("which process?", {"process_key": "required, e.g. quote_to_cash"})

@@ -41,6 +41,7 @@ def show(task_id: int):
 @bp.post("/tasks/<int:task_id>/claim")
 @login_required
 def claim(task_id: int):
+    task_detail.require_visible(rt(), task_id, me())
     tasks.claim(rt(), task_id, me())
     flash(_("You hold this task now."), "ok")
     return redirect(url_for("task.show", task_id=task_id))
@@ -49,6 +50,7 @@ def claim(task_id: int):
 @bp.post("/tasks/<int:task_id>/unclaim")
 @login_required
 def unclaim(task_id: int):
+    task_detail.require_visible(rt(), task_id, me(), unclaim=True)
     tasks.unclaim(rt(), task_id, me())
     flash(_("The task is back in its role's queue."), "ok")
     return redirect(url_for("queues.index", scope="roles"))
@@ -57,6 +59,7 @@ def unclaim(task_id: int):
 @bp.post("/tasks/<int:task_id>/reassign")
 @login_required
 def reassign(task_id: int):
+    task_detail.require_visible(rt(), task_id, me())
     to = request.form.get("to", "").strip()
     try:
         item = tasks.reassign(rt(), task_id, me(), to, request.form.get("reason", ""))
@@ -70,6 +73,7 @@ def reassign(task_id: int):
 @bp.post("/tasks/<int:task_id>/complete")
 @login_required
 def complete(task_id: int):
+    task_detail.require_visible(rt(), task_id, me())
     try:
         data = formrender.parse_form(task_detail.form_schema(rt(), task_id), request.form)
     except ValueError as err:

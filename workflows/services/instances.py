@@ -58,6 +58,11 @@ def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str
             raise InvalidInput("unknown start data", {k: "this field is not part of the form" for k in extra})
         if not isinstance(data.get("customer_name", ""), str):
             raise InvalidInput("the start form has errors", {"customer_name": "must be text"})
+        # the column holds 200 characters, and PostgreSQL no NUL: either would fail the insert with a 500
+        if len(data.get("customer_name", "")) > 200:
+            raise InvalidInput("the start form has errors", {"customer_name": "must have at most 200 characters"})
+        if "\x00" in data.get("customer_name", ""):
+            raise InvalidInput("the start form has errors", {"customer_name": "must not contain control characters"})
     if business_key is not None and not BUSINESS_KEY_RE.fullmatch(business_key):
         raise InvalidInput("invalid business key", {"business_key": "1 to 120 letters, digits, '.', '_' or '-'"})
     for attempt in range(5):

@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from models import AuditEvent, Instance, Step, TaskRow, Timer, User, UserRole
 
-_TASK_AND_INSTANCE = (
+TASK_AND_INSTANCE = (
     select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id, TaskRow.name,
            TaskRow.role, TaskRow.form, TaskRow.status, TaskRow.assignee_id, TaskRow.completed_by_id,
            TaskRow.completed_at, Instance.version, Instance.deployment_id, Instance.stage, Instance.customer_name,
@@ -20,8 +20,6 @@ _TASK_AND_INSTANCE = (
     .join(Instance, Instance.id == TaskRow.instance_id)
     .where(TaskRow.id == bindparam("task_id"))
 )
-TASK_AND_INSTANCE = _TASK_AND_INSTANCE
-TASK_AND_INSTANCE_LOCKED = _TASK_AND_INSTANCE.with_for_update(of=Instance)
 
 INSTANCE_STATE = select(Instance.state).where(Instance.id == bindparam("instance_id"))
 

@@ -17,7 +17,7 @@ from ..runtime import Runtime
 from . import instances
 from .accounts import UserView, in_team, supervises, users_with_role
 from .deployments import package_for
-from .errors import NotFound, PermissionDenied
+from .errors import Conflict, NotFound, PermissionDenied
 from .tasks import TaskItem, four_eyes_conflict, get_task
 
 # decisions are never pre-filled from an earlier pass: an approver must choose again after a send-back
@@ -63,6 +63,25 @@ def may_view_task(user: UserView, item: TaskItem, team: str | None) -> bool:
     return bool(user.roles & {"compliance", "admin"}) or supervises(user, team)
 
 
+def _refuse_unless_visible(user: UserView, item: TaskItem, team: str | None, completed_by: int | None) -> None:
+    if not may_view_task(user, item, team) and completed_by != user.id:
+        raise PermissionDenied(f"task #{item.id} belongs to the role '{item.role}'")
+
+
+def require_visible(rt: Runtime, task_id: int, user: UserView, unclaim: bool = False) -> None:
+    """Before an action on a task (browser or API): NotFound if there is no such task, and to a user who may
+    not even see it a plain refusal. The actions check the task's state first, so their conflicts would tell
+    anyone guessing ids who holds a task, or who completed it and when."""
+    item = get_task(rt, task_id)
+    with rt.read() as s:
+        team, completed_by = s.execute(select(TaskRow.team, TaskRow.completed_by_id)
+                                       .where(TaskRow.id == task_id)).one()
+    if unclaim and not may_view_task(user, item, team) and completed_by != user.id:
+        # only the holder may give a task back, and the holder always sees it: everyone else hears the same
+        raise Conflict(f"'{item.name}' is not claimed by {user.username}")
+    _refuse_unless_visible(user, item, team, completed_by)
+
+
 def recent_history(rt: Runtime, instance_id: int, limit: int = 50) -> tuple[list[HistoryEntry], int]:
     with rt.read() as s:
         rows = s.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.role, AuditEvent.action,
@@ -79,8 +98,7 @@ def task_detail(rt: Runtime, task_id: int, user: UserView) -> TaskDetail:
         team, completed_by, deployment_id = s.execute(
             select(TaskRow.team, TaskRow.completed_by_id, Instance.deployment_id)
             .join(Instance, Instance.id == TaskRow.instance_id).where(TaskRow.id == task_id)).one()
-    if not may_view_task(user, item, team) and completed_by != user.id:
-        raise PermissionDenied(f"task #{task_id} belongs to the role '{item.role}'")
+    _refuse_unless_visible(user, item, team, completed_by)
     package = package_for(rt, deployment_id)
     info = package.user_task(item.process_key, item.spec_id)
     schema = package.forms[item.form]

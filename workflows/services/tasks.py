@@ -244,7 +244,22 @@ def get_task(rt: Runtime, task_id: int) -> TaskItem:
     return TaskItem(*row)
 
 
+# Every action on a task first locks its contract's instance row (PostgreSQL), then the task row, then the
+# audit chain head: one order for all, so actions on one contract queue up instead of deadlocking (a claim
+# holding the task row while a completion holding the instance waited for it, and each for the other). The
+# task is read by a statement after the lock: one that waited for it sees what the previous holder committed.
+# FOR NO KEY UPDATE: foreign-key checks of other writers (audit events, new rows of the contract) pass.
+LOCK_INSTANCE_OF_TASK = (select(Instance.id).where(Instance.id == select(TaskRow.instance_id).where(
+    TaskRow.id == bindparam("task_id")).scalar_subquery()).with_for_update(key_share=True))
+
+
+def _lock_instance_of(rt: Runtime, s: Session, task_id: int) -> None:
+    if rt.postgres:
+        s.connection().execute(LOCK_INSTANCE_OF_TASK, {"task_id": task_id})
+
+
 def _load_row(rt: Runtime, s: Session, task_id: int) -> TaskRow:
+    _lock_instance_of(rt, s, task_id)
     row = s.get(TaskRow, task_id, with_for_update=rt.postgres or None)
     if row is None:
         raise NotFound(f"no task #{task_id}")
@@ -413,11 +428,11 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
     now = rt.clock.now()
     workflow = None
     with rt.write() as s:
-        # one read: the task and its instance; on PostgreSQL the instance row stays locked until commit,
-        # so actions on one contract queue up instead of redoing the engine step
+        # on PostgreSQL the instance row stays locked until commit, so actions on one contract queue up
+        # instead of redoing the engine step; then one read: the task and its instance
+        _lock_instance_of(rt, s, task_id)
         conn = s.connection()
-        row = conn.execute(sql.TASK_AND_INSTANCE_LOCKED if rt.postgres else sql.TASK_AND_INSTANCE,
-                           {"task_id": task_id}).first()
+        row = conn.execute(sql.TASK_AND_INSTANCE, {"task_id": task_id}).first()
         if row is None:
             raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
