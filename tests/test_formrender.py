@@ -635,3 +635,13 @@ def test_fields_not_in_the_form_are_reported_under_their_own_name():
     for key in ("\x1f", "it's", "a\\b", "名字"):
         errors = invalid(schema, {"acceptance_decision": "accept", "category": "quality", key: 1})
         assert errors == {key: "this field is not part of the form"}, errors
+
+
+def test_instructions_printing_a_long_list_are_cut_not_served_whole():
+    from webapp.formrender import MAX_INSTRUCTIONS_CHARS
+
+    html = render_instructions("{% for x in items %}{{ x }} {% endfor %}", {"items": ["word"] * 200_000})
+    assert len(html) < MAX_INSTRUCTIONS_CHARS + 1000
+    assert "the instructions are cut here" in html
+    short = render_instructions("{% for x in items %}{{ x }} {% endfor %}", {"items": ["word"] * 10})
+    assert "cut here" not in short and short.count("word") == 10

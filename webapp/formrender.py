@@ -599,8 +599,27 @@ def render_instructions(template_text: str, data: dict | None) -> Markup:
     """
     source = template_text or ""
     try:
-        text = _jinja.from_string(source).render({k: v for k, v in (data or {}).items() if isinstance(k, str)})
+        text = _bounded(_jinja.from_string(source).generate(
+            {k: v for k, v in (data or {}).items() if isinstance(k, str)}))
     except Exception:  # a broken template must not break the task page
         log.warning("instructions template failed to render; showing it as written", exc_info=True)
         text = source
     return Markup(_markdown.render(text))
+
+
+MAX_INSTRUCTIONS_CHARS = 100_000
+
+
+def _bounded(pieces) -> str:
+    """Deploy admits only simple templates, but a loop over a long list a script made could still print
+    megabytes into every view of the page: stop at MAX_INSTRUCTIONS_CHARS and say so."""
+    out: list[str] = []
+    size = 0
+    for piece in pieces:
+        size += len(piece)
+        if size > MAX_INSTRUCTIONS_CHARS:
+            out.append(piece[: MAX_INSTRUCTIONS_CHARS - (size - len(piece))])
+            out.append(f"\n\n… (the instructions are cut here: longer than {MAX_INSTRUCTIONS_CHARS:,} characters)")
+            break
+        out.append(piece)
+    return "".join(out)
