@@ -79,7 +79,9 @@ def test_a_clean_answer_passes_and_counts_every_package(osv_server):
     assert done.returncode == 0, done.stdout + done.stderr
     assert {"flask", "sqlalchemy", "spiffworkflow", "lxml"} <= set(asked)
     assert "lvyue" not in asked  # our own editable package is this repository, not a dependency
-    assert f"{len(set(asked))} of {len(set(asked))} packages audited, 0 known vulnerabilities" in done.stdout
+    n = len(set(asked))
+    assert f"{n} of {n} packages audited ({n} by pip-audit's osv service, 0 from" in done.stdout
+    assert "0 known vulnerabilities" in done.stdout
 
 
 def test_a_failing_service_fails_the_audit(osv_server):
@@ -99,10 +101,59 @@ def test_packages_without_data_are_reported_not_passed_silently(monkeypatch, cap
     assert result.vulnerable == []
 
     monkeypatch.setattr(audit_dependencies, "run_pip_audit", lambda *a: (0, json.dumps(report), ""))
-    assert audit_dependencies.main([]) == 0
+    nowhere = ["--pypi-json-url", "http://127.0.0.1:9/pypi", "--timeout", "5"]  # the project pages fail too
+    assert audit_dependencies.main(nowhere) == 0
     out = capsys.readouterr().out
-    assert "1 of 2 packages audited" in out and "NOT AUDITED (1): lxml" in out
-    assert audit_dependencies.main(["--strict"]) == 3
+    assert "1 of 2 packages audited" in out and "NOT AUDITED (1):\n  lxml: " in out
+    assert audit_dependencies.main([*nowhere, "--strict"]) == 3
     report["dependencies"] = report["dependencies"][1:]
-    assert audit_dependencies.main([]) == 0
+    assert audit_dependencies.main(nowhere) == 0
     assert "this run checked nothing" in capsys.readouterr().out
+
+
+@pytest.fixture
+def project_pages() -> Iterator[str]:
+    """PyPI-style project pages (``/pypi/NAME/json``) on 127.0.0.1: lxml's newest release is 6.0.0 with one
+    advisory, flask's 3.1.3 with none, sqlalchemy's 2.1.0; anything else is not found."""
+    pages = {
+        "lxml": {"info": {"version": "6.0.0"}, "vulnerabilities": [
+            {"id": "PYSEC-2099-1", "aliases": ["CVE-2099-0002"], "fixed_in": ["6.0.1"], "withdrawn": None},
+            {"id": "PYSEC-2099-2", "aliases": [], "fixed_in": [], "withdrawn": "2099-01-01T00:00:00Z"}]},
+        "flask": {"info": {"version": "3.1.3"}, "vulnerabilities": []},
+        "sqlalchemy": {"info": {"version": "2.1.0"}, "vulnerabilities": []},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            name = self.path.split("/")[2]
+            raw = json.dumps(pages[name]).encode() if name in pages else b'{"message": "Not Found"}'
+            self.send_response(200 if name in pages else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/pypi"
+    server.shutdown()
+
+
+def test_what_pip_audit_could_not_check_is_checked_against_the_newest_release(project_pages, monkeypatch, capsys):
+    skipped = "Dependency not found on PyPI and could not be audited"
+    report = {"dependencies": [{"name": name, "skip_reason": f"{skipped}: {name}"}
+                               for name in ("lxml", "flask", "SQLAlchemy", "unknown-pkg")]}
+    installed = {"lxml": "6.0.0", "flask": "3.1.3", "sqlalchemy": "2.0.58", "unknown-pkg": "1.0"}
+    monkeypatch.setattr(audit_dependencies, "run_pip_audit", lambda *a: (0, json.dumps(report), ""))
+    monkeypatch.setattr(audit_dependencies, "installed_versions", lambda: installed)
+
+    assert audit_dependencies.main(["--pypi-json-url", project_pages]) == 1
+    out = capsys.readouterr().out
+    assert "VULNERABLE  lxml 6.0.0: PYSEC-2099-1 / CVE-2099-0002 (fixed in 6.0.1)" in out
+    assert "PYSEC-2099-2" not in out  # withdrawn
+    assert "2 of 4 packages audited (0 by pip-audit's pypi service, 2 from their newest release's data)" in out
+    assert "sqlalchemy: installed 2.0.58, but only the newest release (2.1.0) has data".lower() in out.lower()
+    assert "unknown-pkg: " in out and "the project page failed too" in out
