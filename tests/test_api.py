@@ -545,3 +545,14 @@ def test_errors_made_outside_the_api_views_have_stable_codes_and_english_message
     response = client.get("/api/v1/no-such-thing")
     assert response.status_code == 404
     assert response.get_json() == {"error": "not_found", "message": "Not found"}
+
+
+def test_amount_filters_take_no_trailing_line_break(rt, app):
+    account = accounts.create_service_account(rt, "filter-bot", None, ["supervisor"], actor=None)
+    token = tokens.issue_token(rt, account.id, "filters", actor=None)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/tasks?scope=roles&amount_min=5", headers=headers).status_code == 200
+    response = client.get("/api/v1/tasks?scope=roles&amount_min=5%0A", headers=headers)
+    assert response.status_code == 422 and response.get_json()["errors"] == {
+        "amount_min": "must be a decimal such as 1234.50"}

@@ -369,3 +369,18 @@ def test_a_changed_form_is_version_two_and_running_instances_stay_on_version_one
     finally:
         fresh.dispose()
     assert old.open_specs() == {"legal_contract_check"}
+
+
+@pytest.mark.parametrize(("pattern", "refused"), [
+    ("^(a+)+$", True),  # a repeat of a repeat
+    ("^(a|aa)+$", True),  # overlapping alternatives under a repeat: 60 characters take hours
+    ("^(?:CN|US)+$", True),  # alternatives under a repeat are refused whether they overlap or not
+    ("^(a|b)+$", False),  # single characters: the parser makes it the class [ab]
+    ("^[ab]+$", False),
+    ("^(foo|bar){1,3}$", False),  # a bounded repeat
+    ("^\\d{1,13}(\\.\\d{1,2})?$", False),  # the amounts of the real forms
+])
+def test_form_patterns_that_backtrack_exponentially_are_refused(pattern, refused):
+    from workflows.engine.package import _backtracks
+
+    assert _backtracks(pattern) is refused

@@ -17,6 +17,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^'(?P<task>.+)' is no longer open \(it was (?P<status>\w+)\)$", "「{task}」已不再待办（状态：{status}）"),
     (r"^'(?P<task>.+)' is claimed by (?P<user>\S+)$", "「{task}」已被 {user} 认领"),
     (r"^'(?P<task>.+)' is not claimed by (?P<user>\S+)$", "「{task}」不在 {user} 名下"),
+    (r"^task #(?P<id>\d+) is not claimed by (?P<user>\S+)$", "任务 #{id} 不在 {user} 名下"),
     (r"^'(?P<task>.+)' is work for the role '(?P<role>[^']+)', which (?P<user>\S+) does not have$",
      "「{task}」属于角色「{role}」，{user} 没有该角色"),
     (r"^this contract changed since you opened '(?P<task>.+)' \(version (?P<a>\d+), now (?P<b>\d+)\); "

@@ -176,7 +176,7 @@ def list_tasks():
     if empty:  # the document lists their values (and defaults): an empty one is none of them
         raise InvalidInput("empty query parameters", {k: "leave it out or give one of its values" for k in empty})
     for name in ("amount_min", "amount_max"):  # plain decimals only, as documented (the web page takes "12,000")
-        if not re.search(AMOUNT_PATTERN, request.args.get(name, "")):
+        if not re.fullmatch(AMOUNT_PATTERN, request.args.get(name, "")):  # search's $ passes "5\n"
             raise InvalidInput(f"'{name}' is not an amount", {name: "must be a decimal such as 1234.50"})
     filters = queue_filter_arg()
     page = tasks.list_tasks(rt(), api_user(), scope, page=_int_arg("page", 1, 1, 100_000),

@@ -448,8 +448,9 @@ def _schema_problems(doc: Any) -> list[str]:
             patterns.extend(node["patternProperties"])
         for pattern in patterns:
             if _backtracks(pattern):
-                problems.append(f"the pattern '{pattern[:200]}' repeats a repetition (like '(a+)+'), which can "
-                                "take hours to check one value; write it without nested repeats")
+                problems.append(f"the pattern '{pattern[:200]}' repeats a repetition or an alternative (like "
+                                "'(a+)+' or '(a|aa)+'), which can take hours to check one value; write it "
+                                "without them (a character class such as [ab]+ is fine)")
         stack.extend(node.values())
     return problems
 
@@ -461,35 +462,40 @@ def _backtracks(pattern: str) -> bool:
     Schema check, which reports it."""
     try:
         import re._parser as sre_parse  # private, but the only parser of Python's own regex syntax
-        from re._constants import MAX_REPEAT, MAXREPEAT, MIN_REPEAT, POSSESSIVE_REPEAT
+        from re._constants import BRANCH, MAX_REPEAT, MAXREPEAT, MIN_REPEAT, POSSESSIVE_REPEAT
 
         parsed = sre_parse.parse(pattern)
     except Exception:  # noqa: BLE001
         return False
     repeats = (MAX_REPEAT, MIN_REPEAT)
 
-    def walk(items: Any, inside_repeat: bool) -> bool:
+    # an alternation under an unbounded repeat (``(a|aa)+``) backtracks exponentially when its branches can
+    # match the same text; telling which can is as hard as the problem, so any such alternation is refused
+    def walk(items: Any, inside_repeat: bool, inside_unbounded: bool) -> bool:
         for op, arg in items:
             if op in repeats:
                 low, high, body = arg
                 unbounded = high == MAXREPEAT or high > 100
                 if inside_repeat and unbounded:
                     return True
-                if walk(body, inside_repeat or high > 1):
+                if walk(body, inside_repeat or high > 1, inside_unbounded or unbounded):
                     return True
             elif op is POSSESSIVE_REPEAT:
                 continue  # possessive repeats never backtrack
+            elif op is BRANCH and inside_unbounded:
+                return True
             else:
                 for sub in arg if isinstance(arg, list | tuple) else ():
-                    if isinstance(sub, sre_parse.SubPattern) and walk(sub, inside_repeat):
+                    if isinstance(sub, sre_parse.SubPattern) and walk(sub, inside_repeat, inside_unbounded):
                         return True
                     if isinstance(sub, list | tuple):
                         for part in sub:
-                            if isinstance(part, sre_parse.SubPattern) and walk(part, inside_repeat):
+                            if isinstance(part, sre_parse.SubPattern) and walk(part, inside_repeat,
+                                                                               inside_unbounded):
                                 return True
         return False
 
-    return walk(parsed, False)
+    return walk(parsed, False, False)
 
 
 def _process_info(

@@ -78,7 +78,7 @@ def require_visible(rt: Runtime, task_id: int, user: UserView, unclaim: bool = F
                                        .where(TaskRow.id == task_id)).one()
     if unclaim and not may_view_task(user, item, team) and completed_by != user.id:
         # only the holder may give a task back, and the holder always sees it: everyone else hears the same
-        raise Conflict(f"'{item.name}' is not claimed by {user.username}")
+        raise Conflict(f"task #{item.id} is not claimed by {user.username}")  # not even its name
     _refuse_unless_visible(user, item, team, completed_by)
 
 
