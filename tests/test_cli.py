@@ -203,6 +203,42 @@ def test_worker_once_fires_what_is_due(rt, clock):
     assert [t.spec_id for t in tasks.open_tasks_of_instance(rt, flow.id)] == ["record_payment"]
 
 
+def test_worker_once_records_a_failing_timer_and_fires_the_others(rt, clock):
+    from .test_hostile_bpmn import waiting_on_timers
+
+    # built three days ago (the CLI's runtime has the system clock): the timers fell due the day after
+    clock.set(datetime.now(UTC) - timedelta(days=3))
+    ids = waiting_on_timers(rt, {"ranged": "s = range(quantity)\ndoubled = 1", "calm": "doubled = quantity * 2"},
+                            ["ranged", "calm", "calm"])
+    out = ok(lvyue(rt.database_url, "worker", "--once", "--name", "cli-worker"))
+    assert out.strip().splitlines()[-1] == "fired 2 timer(s); 1 error(s)"
+    with rt.read() as s:
+        bad = s.scalar(select(Timer).where(Timer.instance_id == ids["ranged"][0]))
+        assert (bad.status, bad.attempts) == ("waiting", 1)
+        assert "the script left 's' as a range, which cannot be saved" in bad.last_error
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "timer_error")))
+        assert [(e.actor, e.instance_id) for e in events] == [("cli-worker", ids["ranged"][0])]
+        assert [s.get(Instance, i).status for i in ids["calm"]] == ["completed", "completed"]
+    # it stays first by due date: the next run records another attempt and still exits normally
+    assert ok(lvyue(rt.database_url, "worker", "--once")).strip().splitlines()[-1] == "fired 0 timer(s); 1 error(s)"
+    assert count(rt, Timer, Timer.instance_id == ids["ranged"][0], Timer.attempts == 2) == 1
+
+
+def test_a_worker_pass_survives_a_failure_of_the_timer_pass_itself(rt, clock, monkeypatch, caplog):
+    from workflows import cli
+    from workflows.services import timers
+
+    def away(*args, **kwargs):
+        raise ConnectionError("the database is away")
+
+    monkeypatch.setattr(timers, "fire_due_timers", away)
+    report, sent = cli._worker_pass(rt, config.smtp_settings(), "worker")
+    assert (report, sent) == (None, None)  # logged; mail and anchoring still had their turn
+    assert "firing the due timers failed" in caplog.text and "the database is away" in caplog.text
+    result = lvyue(rt.database_url, "worker", "--once")
+    assert result.exit_code == 1 and "firing the due timers failed" in result.stderr
+
+
 def test_worker_audits_an_escalation_that_was_already_due(rt, clock):
     # the worker was down: the installment is 30 days overdue when it runs
     flow = collecting(rt, clock, datetime.now(ZoneInfo("Asia/Shanghai")).date() - timedelta(days=30))

@@ -242,12 +242,19 @@ def worker(ctx: click.Context, once: bool, interval: float, name: str) -> None:
         started = rt.clock.now()
         report, sent = _worker_pass(rt, smtp, name)
         if once:
+            if report is None:
+                raise click.ClickException("firing the due timers failed; see the log")
             click.echo(f"fired {report.fired} timer(s); {report.errors} error(s)")
             if sent is not None:
                 click.echo(str(sent))
             return
-        if not report.fired:  # after a pass that fired something, poll at once: more may be due
-            time.sleep(_pause(rt, started, interval))
+        if report is None or not report.fired:  # after a pass that fired something, poll at once: more may be due
+            try:
+                pause = _pause(rt, started, interval)
+            except Exception:  # noqa: BLE001 - the database may be briefly away: wait a full interval
+                logging.getLogger("lvyue.worker").exception("reading the next due timer failed")
+                pause = interval
+            time.sleep(pause)
 
 
 def _pause(rt: Runtime, started: datetime, interval: float) -> float:
@@ -263,10 +270,15 @@ def _pause(rt: Runtime, started: datetime, interval: float) -> float:
 def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):
     """One round of the worker: fire due timers, send due mail (if SMTP is set), anchor the audit chains
     when an anchor is due. A mail or anchor failure is logged and does not stop the timers; the next round
-    retries."""
+    retries. A failure of one timer is recorded against it by ``fire_due_timers``; should the pass itself
+    fail (the database is away), it is logged, the report is None, and the rest of the round still runs."""
     log = logging.getLogger("lvyue.worker")
-    report = timers.fire_due_timers(rt, worker=name)
-    if report.fired or report.errors:
+    try:
+        report = timers.fire_due_timers(rt, worker=name)
+    except Exception:  # noqa: BLE001 - a timer's own failure is recorded against it; this is the database
+        log.exception("firing the due timers failed")  # being away and the like: mail and anchors still go
+        report = None
+    if report is not None and (report.fired or report.errors):
         log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
                  report.instances, report.errors, report.conflicts)
     try:

@@ -40,7 +40,11 @@ What it does
 * **Data bounds.** What a script leaves in the task data, and the value an expression returns, must
   serialize to at most ``max_data`` characters and nest at most ``MAX_DATA_DEPTH`` deep: shared
   references (``[big] * 999999``) cost nothing in memory but would be written out in full when the
-  workflow is saved, exhausting the server's memory outside any budget.
+  workflow is saved, exhausting the server's memory outside any budget.  And it must be data the codec
+  saves and restores as it is (``_SAVED_SCALARS``: text, whole, finite and decimal numbers, true/false,
+  None, dates, date-times, durations; lists, tuples and dicts with text keys of those): a range,
+  ``d.keys()``, a set, a generator in a list, a time of day or a NaN is refused with a message naming the
+  variable (``SandboxViolation``), instead of failing later when the step is saved.
 * **Only whitelisted builtins** (``_SAFE_BUILTINS``: abs all any bool dict enumerate filter float int
   isinstance len list map max min range reversed round set sorted str sum tuple zip; those that copy
   or convert are thin wrappers, ``isinstance`` maps them back to the types) and the helpers
@@ -72,6 +76,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as dtime
 from decimal import ROUND_HALF_UP, Context, Decimal, DecimalException
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from RestrictedPython import compile_restricted_eval, compile_restricted_exec
@@ -1105,34 +1110,156 @@ except (AttributeError, ValueError, OSError):  # pragma: no cover - not Linux
     _PAGE_SIZE = 0
 
 
-def _data_problem(value: Any, limit: int) -> str | None:
-    """Why ``value`` is too big or too deep to be saved as task data, or None.
+# What the codec (workflows/engine/codec.py) saves and restores as it was: JSON's own types, and the types it
+# registers converters for (by exact class, so no subclasses of these). Sets would come back as lists, dict
+# keys other than text as text, and anything else (a range, d.keys(), a generator inside a list, a time of
+# day, bytes, a complex number ...) cannot be written at all. Floats must be finite: the codec would keep NaN
+# and infinities, but the API would then send them as JSON that JSON parsers refuse.
+_SAVED_SCALARS = frozenset({bool, int, type(None), Decimal, date, datetime, timedelta, UUID})
+_SAVEABLE = "only text, numbers, amounts, dates, lists and dicts can"
+_DATA_KINDS = {
+    type({}.keys()): "the keys of a dict (d.keys())", type({}.values()): "the values of a dict (d.values())",
+    type({}.items()): "the items of a dict (d.items())", complex: "a complex number", type(...): "'...'",
+    map: "an iterator (map)", filter: "an iterator (filter)", zip: "an iterator (zip)",
+    enumerate: "an iterator (enumerate)", type(iter([])): "an iterator", type(reversed([])): "an iterator",
+}
 
-    Counted like ``_text_size`` (shared references each time they occur, as JSON writes them), and
-    iterative, so that neither a cycle nor a deep nesting can exhaust the stack here."""
+
+def _data_kind(obj: Any) -> str:
+    return _DATA_KINDS.get(type(obj)) or _kind(obj)
+
+
+class _Unsaveable(Exception):
+    """Internal: ``_measure`` found a value the codec cannot save (``key``: as a dict key)."""
+
+    def __init__(self, value: Any, key: bool) -> None:
+        super().__init__()
+        self.value = value
+        self.key = key
+
+
+def _check_data(value: Any, limit: int, names: bool = False) -> None:
+    """Refuse ``value`` as task data: ``SandboxViolation`` if the codec cannot save it as it is (a range, a set,
+    d.keys(), a generator in a list, a dict key that is not text ...), ``ScriptLimitExceeded`` if it is too
+    large or nested too deeply to be saved.
+
+    ``names``: ``value`` is the task data a script left behind (a dict of variables), and the message names the
+    variable. Counted like ``_text_size`` (shared references each time they occur, as JSON writes them), and
+    iterative, so that neither a cycle nor a deep nesting can exhaust the stack here. One pass does both
+    checks: it runs after every script and on every expression's result."""
     cls = type(value)
-    if cls is bool or cls is float or value is None:
-        return None
+    if cls is bool or cls is int or value is None or (cls is float and math.isfinite(value)):
+        return
     if cls is str:
-        return None if len(value) <= limit else f"the result is too large to be saved (more than {limit:,} characters)"
+        if len(value) > limit:
+            raise ScriptLimitExceeded(f"the result is too large to be saved (more than {limit:,} characters)")
+        return
+    try:
+        problem = _measure(value, limit)
+    except _Unsaveable as bad:
+        raise SandboxViolation(_unsaveable_message(value, bad, names)) from None
+    if problem == "deep":
+        raise ScriptLimitExceeded(f"the data is nested too deeply to be saved (more than {MAX_DATA_DEPTH} levels)")
+    if problem == "large":
+        raise ScriptLimitExceeded(f"the script's data is too large to be saved (more than {limit:,} characters)")
+
+
+def _measure(value: Any, limit: int) -> str | None:
+    """'deep', 'large' or None; raises ``_Unsaveable`` at the first value (or dict key) the codec cannot save."""
     total = 0
     stack = [(value, 1)]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    scalars, isfinite = _SAVED_SCALARS, math.isfinite
     while stack:
-        item, depth = stack.pop()
+        item, depth = pop()
         if depth > MAX_DATA_DEPTH:
-            return f"the data is nested too deeply to be saved (more than {MAX_DATA_DEPTH} levels)"
-        if isinstance(item, dict):
+            return "deep"
+        cls = type(item)
+        if cls is str:
+            total += len(item) + 3
+        elif cls is float:
+            if not isfinite(item):
+                raise _Unsaveable(item, key=False)
+            total += 24
+        elif cls in scalars:
+            total += item.bit_length() // 3 + 2 if cls is int else (
+                len(item.as_tuple().digits) + 16 if cls is Decimal else 24)
+        elif cls is dict or (cls is not list and cls is not tuple and isinstance(item, dict)):
             total += 2 + 4 * len(item)
-            stack.extend((v, depth + 1) for v in item.values())
-            total += sum(len(k) if type(k) is str else 24 for k in item)
-        elif isinstance(item, list | tuple | set | frozenset):
+            depth += 1
+            for k, v in item.items():
+                if type(k) is not str:
+                    raise _Unsaveable(k, key=True)
+                total += len(k)
+                push((v, depth))
+        elif cls is list or cls is tuple or isinstance(item, list | tuple):  # a namedtuple is written as a list
             total += 2 + 2 * len(item)
-            stack.extend((v, depth + 1) for v in item)
+            depth += 1
+            extend([(v, depth) for v in item])
+        elif isinstance(item, str | int | float) and not isinstance(item, Decimal | date | timedelta):
+            total += 48  # subclasses of text and numbers (from application code): JSON writes them as such
         else:
-            total += _text_size(item, limit)
+            raise _Unsaveable(item, key=False)
         if total > limit:
-            return f"the script's data is too large to be saved (more than {limit:,} characters)"
+            return "large"
     return None
+
+
+def _unsaveable_message(value: Any, bad: _Unsaveable, names: bool) -> str:
+    """Where ``bad.value`` sits in ``value`` (task data when ``names``) and why it cannot be saved."""
+    path = _path_to(value, bad.value, bad.key, names)
+    kind = _data_kind(bad.value)
+    allowed = _SAVEABLE
+    if type(bad.value) is float and not bad.key:
+        kind = f"the number {bad.value!r}"
+        allowed = "numbers must be finite"
+    subject = "the script left" if names else "the expression's result is"
+    # a variable of the script ('rows'), or somewhere inside one (rows[2]['when'])
+    where = f"'{path}'" if names and path and "[" not in path else path or ("a variable" if names else "")
+    if bad.key:
+        what = f"a dict with {kind} as a key" + (f" in {where}" if where else "")
+        return f"{subject} {what}, which cannot be saved; the keys of a dict must be text"
+    if names and "[" not in path:
+        return f"the script left {where} as {kind}, which cannot be saved; {allowed}"
+    if names:
+        return f"the script left {kind} in {where}, which cannot be saved; {allowed}"
+    if path:
+        return f"the expression's result holds {kind} (at {path}), which cannot be saved; {allowed}"
+    # a gateway condition is an expression too: its result may become data (a decision's output), so it is
+    # checked like any other; the way out for a condition is to say what it means
+    return (f"the expression's result is {kind}, which cannot be saved; {allowed} "
+            "(a condition can say bool(...) or len(...) > 0)")
+
+
+def _path_to(root: Any, target: Any, as_key: bool, names: bool, budget: int = 100_000) -> str:
+    """A Python-like path (``rows[2]['when']``) to ``target`` in ``root`` (found by identity); '' for ``root``
+    itself or when not found within ``budget`` steps. Only ever run when a script already failed."""
+    if target is root and not as_key:
+        return ""
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack and budget > 0:
+        item, path = stack.pop()
+        budget -= 1
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if as_key and k is target:
+                    return path
+                sub = k if names and not path else f"{path}[{_short_repr(k)}]"
+                if v is target and not as_key:
+                    return sub
+                stack.append((v, sub))
+        elif isinstance(item, list | tuple):
+            for i, v in enumerate(item):
+                sub = f"{path}[{i}]"
+                if v is target and not as_key:
+                    return sub
+                stack.append((v, sub))
+    return ""
+
+
+def _short_repr(key: Any) -> str:
+    text = repr(key) if isinstance(key, str) else "…"
+    return text if len(text) <= 40 else text[:37] + "…'"
 
 
 def _resident_bytes() -> int | None:
@@ -1279,7 +1406,8 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
     Semantics follow SpiffWorkflow's ``TaskDataEnvironment``: ``evaluate`` sees task data and
     ``external_context`` as names (task data wins); ``execute`` runs with task data as globals so that
     assignments land in it, then removes callables, modules, iterators, the helpers and the external
-    names; task data that shadows a helper makes ``execute`` fail with a ValueError.
+    names, and refuses what remains if it cannot be saved (``_check_data``); task data that shadows a helper
+    makes ``execute`` fail with a ValueError.
     """
 
     def __init__(self, clock: Callable[[], datetime], business_tz: tzinfo = ZoneInfo("Asia/Shanghai"),
@@ -1345,9 +1473,9 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
         namespace = {**external_context, **context} if external_context else context.copy()
         namespace.update(self._guards)
         result = _run(self, compiled, namespace, eval)
-        problem = _data_problem(result, self.max_data)
-        if problem:  # a DMN output or a message payload becomes task data
-            raise ScriptLimitExceeded(problem)
+        # a DMN output, a message payload or a correlation value becomes task data; SpiffWorkflow does not
+        # say what a result is for, so a condition must give saveable values too (bool(), len(), ==)
+        _check_data(result, self.max_data)
         return result
 
     def execute(self, script: str, context: dict[str, Any],
@@ -1361,9 +1489,7 @@ class RestrictedEnvironment(BasePythonScriptEngineEnvironment):
             _run(self, compiled, context, exec)
         finally:
             self._clean(context, external_context)
-        problem = _data_problem(context, self.max_data)
-        if problem:
-            raise ScriptLimitExceeded(problem)
+        _check_data(context, self.max_data, names=True)
         return True
 
     def call_service(self, context: dict[str, Any], **kwargs: Any) -> Any:

@@ -123,7 +123,14 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
                                              spec_type=d.spec_type, name=d.name, state=d.state,
                                              finished_at=d.finished_at) for d in dropped])
 
-    state = rt.codec.dumps(workflow)
+    try:
+        state = rt.codec.dumps(workflow)
+    except (TypeError, ValueError, RecursionError, OverflowError) as err:
+        # the sandbox refuses unsaveable task data after every script and expression: this is for what
+        # reaches the data another way, so that no path answers with a crash instead of a reason
+        raise ProcessError(f"the contract's data cannot be saved ({_first_line(err)}); a script or decision in the "
+                           "process left a value that is not text, a number, an amount, a date, a list or a dict"
+                           ) from err
     if len(state) > MAX_STATE_CHARS:
         raise ProcessError(f"the contract's data has grown to {len(state)} characters (at most {MAX_STATE_CHARS}); "
                            "a script in the process probably copies data in a loop")
@@ -292,6 +299,11 @@ def describe_engine_error(err: BaseException) -> str:
     if cause is not None and str(cause) and str(cause) not in parts[0]:
         parts.append(f"cause: {cause}")
     return " ".join(parts)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(err).__name__
 
 
 def _text(value) -> str | None:
