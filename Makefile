@@ -68,7 +68,7 @@ bench-audit: setup
 	$(BIN)/python bench/audit_bench.py
 
 # SIGKILL web and timer workers 100 times mid-transaction on PostgreSQL, then prove every instance whole
-# (about 8 minutes); CI runs 12 kills per backend in tests/test_crash.py.
+# (about 8 minutes); CI runs 24 kills on PostgreSQL and 12 on SQLite in tests/test_crash.py.
 .PHONY: crash
 crash: setup
 	bash scripts/ensure-postgres.sh

@@ -9,7 +9,8 @@ holds when a process dies with no chance to clean up. The harness:
   installment timer fell due two days ago (the timer workers' backlog);
 * runs gunicorn (2 workers, bearer tokens of one service account per role) and ``lvyue worker`` processes, each
   in a process group of its own;
-* N times: picks the web server or a timer worker (seeded), waits until it is working again, then waits a random
+* N times: picks a timer worker and the web server in turn (the web server when no timer is due: an idle worker
+  is no test), waits until it is working again, then waits a random (seeded)
   delay drawn around the measured time of one completion (web) or of firing one instance's timers (worker) and
   SIGKILLs the whole group (gunicorn master and workers together), records what was in flight, restarts it;
 * a client whose request got no answer retries it once the server is back: 200 (it was not recorded) or 409
@@ -478,8 +479,13 @@ def run(url: str, kills: int, seed: int, folder: Path, n_clients: int = 4, web_w
         if fired:
             timer_s = (time.monotonic() - t0) * len(system.names) / fired
         bar = tqdm(total=kills, desc="kills", unit="kill", file=sys.stderr, disable=not progress)
-        for _ in range(kills):
-            target = "web" if rng.random() < 0.5 else rng.choice(system.names)
+        for i in range(kills):
+            # timer workers and the web server in turn, a timer worker first while its backlog is largest (the
+            # moments are random); a worker whose backlog is gone would be killed idle, which tests nothing: the
+            # web server is killed instead
+            target = rng.choice(system.names) if i % 2 == 0 else "web"
+            if target != "web" and not _due_timers(rt):
+                target = "web"
             if target == "web":
                 done = clients.completed
                 deadline = time.monotonic() + PATIENCE

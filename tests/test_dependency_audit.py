@@ -25,22 +25,30 @@ def osv_vuln(package: str) -> dict:
                           "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "999.0"}]}]}]}
 
 
+Answer = Callable[[str, dict | None], tuple[int, dict]]  # (path, JSON body of a POST) → (status, JSON)
+
+
 @pytest.fixture
-def osv_server() -> Iterator[Callable[[Callable[[dict], tuple[int, dict]]], str]]:
-    """``osv_server(answer)`` → the URL of an OSV query endpoint on 127.0.0.1 that answers with ``answer(query)``."""
+def json_server() -> Iterator[Callable[[Answer], str]]:
+    """``json_server(answer)`` → the base URL of a JSON server on 127.0.0.1 that answers with ``answer``."""
     servers: list[ThreadingHTTPServer] = []
 
-    def start(answer: Callable[[dict], tuple[int, dict]]) -> str:
+    def start(answer: Answer) -> str:
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                query = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                status, body = answer(query)
-                raw = json.dumps(body).encode()
+            def _reply(self, body: dict | None) -> None:
+                status, reply = answer(self.path, body)
+                raw = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
                 self.wfile.write(raw)
+
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                self._reply(None)
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._reply(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
 
             def log_message(self, *args) -> None:
                 pass
@@ -48,11 +56,17 @@ def osv_server() -> Iterator[Callable[[Callable[[dict], tuple[int, dict]]], str]
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/v1/query"
+        return f"http://127.0.0.1:{server.server_address[1]}"
 
     yield start
     for server in servers:
         server.shutdown()
+
+
+@pytest.fixture
+def osv_server(json_server) -> Callable[[Callable[[dict], tuple[int, dict]]], str]:
+    """``osv_server(answer)`` → the URL of an OSV query endpoint that answers with ``answer(query)``."""
+    return lambda answer: json_server(lambda path, query: answer(query)) + "/v1/query"
 
 
 def audit(url: str, *extra: str) -> subprocess.CompletedProcess:
@@ -112,9 +126,9 @@ def test_packages_without_data_are_reported_not_passed_silently(monkeypatch, cap
 
 
 @pytest.fixture
-def project_pages() -> Iterator[str]:
-    """PyPI-style project pages (``/pypi/NAME/json``) on 127.0.0.1: lxml's newest release is 6.0.0 with one
-    advisory, flask's 3.1.3 with none, sqlalchemy's 2.1.0; anything else is not found."""
+def project_pages(json_server) -> str:
+    """PyPI-style project pages (``/pypi/NAME/json``): lxml's newest release is 6.0.0 with one advisory,
+    flask's 3.1.3 with none, sqlalchemy's 2.1.0; anything else is not found."""
     pages = {
         "lxml": {"info": {"version": "6.0.0"}, "vulnerabilities": [
             {"id": "PYSEC-2099-1", "aliases": ["CVE-2099-0002"], "fixed_in": ["6.0.1"], "withdrawn": None},
@@ -123,23 +137,11 @@ def project_pages() -> Iterator[str]:
         "sqlalchemy": {"info": {"version": "2.1.0"}, "vulnerabilities": []},
     }
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            name = self.path.split("/")[2]
-            raw = json.dumps(pages[name]).encode() if name in pages else b'{"message": "Not Found"}'
-            self.send_response(200 if name in pages else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+    def answer(path: str, _body: dict | None) -> tuple[int, dict]:
+        name = path.split("/")[2]
+        return (200, pages[name]) if name in pages else (404, {"message": "Not Found"})
 
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/pypi"
-    server.shutdown()
+    return json_server(answer) + "/pypi"
 
 
 def test_what_pip_audit_could_not_check_is_checked_against_the_newest_release(project_pages, monkeypatch, capsys):

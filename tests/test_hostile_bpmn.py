@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from models import AuditEvent, Deployment, DeploymentFile, Instance, Step, TaskRow, Timer
 from workflows.engine import sandbox
-from workflows.engine.package import MAX_FILE_BYTES, MAX_PACKAGE_BYTES, MAX_XML_DEPTH, Problem
+from workflows.engine.package import MAX_FILE_BYTES, MAX_PACKAGE_BYTES, MAX_XML_DEPTH, Problem, build_package
 from workflows.runtime import Runtime
 from workflows.services import accounts, deployments, instances, tasks, timers, tokens
 from workflows.services.errors import DeployRefused, ProcessError
@@ -185,6 +185,47 @@ LOOP = """<bpmn:scriptTask id="calc" name="Calculate / 计算">
       <bpmn:multiInstanceLoopCharacteristics isSequential="true">
         <bpmn:loopCardinality>{}</bpmn:loopCardinality>
       </bpmn:multiInstanceLoopCharacteristics>"""
+# the other places docs/security.md says are checked at deploy, as SpiffWorkflow 3 / SpiffArena write them
+CALC = '<bpmn:scriptTask id="calc" name="Calculate / 计算">'
+COMPLETION = CALC + """
+      <bpmn:multiInstanceLoopCharacteristics isSequential="true">
+        <bpmn:loopCardinality>2</bpmn:loopCardinality>
+        <bpmn:completionCondition>{}</bpmn:completionCondition>
+      </bpmn:multiInstanceLoopCharacteristics>"""
+LOOP_CONDITION = CALC + """
+      <bpmn:standardLoopCharacteristics>
+        <bpmn:loopCondition>{}</bpmn:loopCondition>
+      </bpmn:standardLoopCharacteristics>"""
+TO_GATEWAY = '<bpmn:sequenceFlow id="f3" sourceRef="calc" targetRef="gw" />'
+CONDITIONAL = """<bpmn:sequenceFlow id="f3" sourceRef="calc" targetRef="until" />
+    <bpmn:intermediateCatchEvent id="until" name="Until / 直到">
+      <bpmn:conditionalEventDefinition id="until_cond">
+        <bpmn:condition xsi:type="bpmn:tFormalExpression">{}</bpmn:condition>
+      </bpmn:conditionalEventDefinition>
+    </bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="f3c" sourceRef="until" targetRef="gw" />"""
+PROCESS = '<bpmn:process id="mini"'
+CORRELATION = """<bpmn:message id="order_msg" name="order_msg" />
+  <bpmn:correlationProperty id="order_key" name="order_key">
+    <bpmn:correlationPropertyRetrievalExpression messageRef="order_msg">
+      <bpmn:formalExpression>{}</bpmn:formalExpression>
+    </bpmn:correlationPropertyRetrievalExpression>
+  </bpmn:correlationProperty>
+  """ + PROCESS
+PAYLOAD = """<bpmn:message id="order_msg" name="order_msg">
+    <bpmn:extensionElements><spiffworkflow:messagePayload>{}</spiffworkflow:messagePayload></bpmn:extensionElements>
+  </bpmn:message>
+  """ + PROCESS
+SERVICE = """<bpmn:serviceTask id="calc" name="Calculate / 计算">
+      <bpmn:extensionElements>
+        <spiffworkflow:serviceTaskOperator id="http/GetRequestV2" resultVariable="doubled">
+          <spiffworkflow:parameters>
+            <spiffworkflow:parameter id="url" type="str" value={} />
+          </spiffworkflow:parameters>
+        </spiffworkflow:serviceTaskOperator>
+      </bpmn:extensionElements>
+    </bpmn:serviceTask>"""
+SCRIPT_TASK = CALC + "\n      <bpmn:script>doubled = quantity * 2</bpmn:script>\n    </bpmn:scriptTask>"
 
 
 def mini_edit(old: str, new: str) -> dict[str, bytes]:
@@ -214,6 +255,16 @@ SLOTS: dict[str, tuple[Callable[[str], dict[str, bytes]], str, str]] = {
                        "DMN cell", "InputEntry_1_amount"),
     "DMN output cell": (lambda src: real_set(approval_matrix__dmn=("<text>True</text>", f"<text>{escape(src)}</text>")),
                         "DMN cell", "OutputEntry_1_need_manager"),
+    "multi-instance completion condition": (lambda src: mini_edit(CALC, COMPLETION.format(escape(src))),
+                                            "completion condition", "calc"),
+    "loop condition": (lambda src: mini_edit(CALC, LOOP_CONDITION.format(escape(src))), "loop condition", "calc"),
+    "conditional event": (lambda src: mini_edit(TO_GATEWAY, CONDITIONAL.format(escape(src))), "conditional event",
+                          "until_cond"),
+    "message correlation": (lambda src: mini_edit(PROCESS, CORRELATION.format(escape(src))), "message correlation",
+                            "order_key"),
+    "message payload": (lambda src: mini_edit(PROCESS, PAYLOAD.format(escape(src))), "message payload", "order_msg"),
+    "service parameter": (lambda src: mini_edit(SCRIPT_TASK, SERVICE.format(quoteattr(src))),
+                          "service parameter 'url'", "url"),
 }
 SCRIPT_SLOTS = ("script task", "preScript", "postScript")
 CASES = [(slot, src) for slot in SLOTS for src in ESCAPES] + [(slot, src) for slot in SCRIPT_SLOTS
@@ -227,6 +278,34 @@ def test_sandbox_escapes_are_refused_at_deploy_wherever_they_hide(shared_rt, slo
     fragment = {**ESCAPES, **SCRIPT_ONLY}[source]
     problem = refused(shared_rt, make(source), f"{what}: ", fragment, element_id=element_id)
     assert problem.severity == "error"
+
+
+@pytest.mark.parametrize("slot", list(SLOTS))
+def test_each_slot_takes_a_harmless_expression(slot):
+    """The control: with a plain expression the same package passes every check, so the refusals above are
+    the escape's doing, not a slot written in BPMN the parser refuses anyway."""
+    build_package(SLOTS[slot][0]("1"), known_roles={"sales_rep", "supervisor", "manager", "director", "legal",
+                                                    "finance", "delivery", "after_sales"})
+
+
+PROCESS_CORRELATION = """<bpmn:endEvent id="end_big" name="Big / 大">
+      <bpmn:messageEventDefinition id="notify" messageRef="order_msg">
+        <bpmn:extensionElements>
+          <spiffworkflow:processVariableCorrelation>
+            <spiffworkflow:propertyId>order_key</spiffworkflow:propertyId>
+            <spiffworkflow:expression>{}</spiffworkflow:expression>
+          </spiffworkflow:processVariableCorrelation>
+        </bpmn:extensionElements>
+      </bpmn:messageEventDefinition>
+    </bpmn:endEvent>"""
+
+
+def test_a_process_variable_correlation_is_checked_at_deploy(shared_rt):
+    files = mini_edit(PROCESS, CORRELATION.format("order_id"))
+    bpmn = files["mini.bpmn"].decode().replace('<bpmn:endEvent id="end_big" name="Big / 大" />',
+                                               PROCESS_CORRELATION.format(escape("__import__('os').system('id')")))
+    refused(shared_rt, dict(files, **{"mini.bpmn": bpmn.encode()}), "message correlation: ", "'__import__'",
+            element_id="notify")
 
 
 @pytest.mark.timeout(60)
@@ -319,6 +398,24 @@ RUNTIME_ATTACKS = {
     "tree = [0]\nfor i in range(64):\n    tree = [tree, tree]\ndoubled = 1": "too large to be saved",
     "deep = []\nfor i in range(1000):\n    deep = [deep]\ndoubled = 1": "nested too deeply",
     "doubled = ('{0.' + '__class__}').format(quantity)": "format fields may not look up attributes",
+    # values the codec cannot save (they used to pass every check and crash the save with a TypeError: a 500)
+    "s = range(3)\ndoubled = 1": "the script left 's' as a range, which cannot be saved; only text, numbers",
+    "d = {'a': 1}\nk = d.keys()\ndoubled = 1": "the script left 'k' as the keys of a dict .d.keys..., which cannot",
+    "d = {'a': 1}\nk = d.values()\ndoubled = 1": "the script left 'k' as the values of a dict",
+    "d = {'a': 1}\nk = d.items()\ndoubled = 1": "the script left 'k' as the items of a dict",
+    "s = {quantity, 2}\ndoubled = 1": "the script left 's' as a set, which cannot be saved",
+    "g = [(x for x in range(quantity))]\ndoubled = 1": r"the script left a generator in g\[0\], which cannot be saved",
+    "rows = {'a': [1, {'b': map(str, [1])}]}\ndoubled = 1":
+        r"the script left an iterator \(map\) in rows\['a'\]\[1\]\['b'\], which cannot be saved",
+    "t = datetime(2026, 1, 1, 9).time()\ndoubled = 1": "the script left 't' as a time, which cannot be saved",
+    "x = ...\ndoubled = 1": "the script left 'x' as '...', which cannot be saved",
+    "x = b'abc'\ndoubled = 1": "the script left 'x' as bytes, which cannot be saved",
+    "x = 2j\ndoubled = 1": "the script left 'x' as a complex number, which cannot be saved",
+    "def f():\n    return 1\nfs = [f]\ndoubled = 1": r"the script left a function in fs\[0\], which cannot be saved",
+    "x = {quantity: 'three'}\ndoubled = 1": "a dict with a whole number as a key in 'x', .*keys of a dict must be text",
+    "x = {Decimal('1'): 'one'}\ndoubled = 1": "a dict with a decimal number as a key in 'x'",
+    "doubled = float('nan')": "the script left 'doubled' as the number nan, .*numbers must be finite",
+    "doubled = [1e308 * 10]": r"the script left the number inf in doubled\[0\], .*numbers must be finite",
 }
 
 
@@ -419,6 +516,80 @@ def test_a_timer_fired_script_that_runs_forever_is_recorded_and_other_timers_sti
             assert s.get(Instance, instance_id).status == "completed"
             assert s.scalar(select(Timer.status).where(Timer.instance_id == instance_id)) == "fired"
         assert s.get(Instance, ids["looping"][0]).status == "running"
+
+
+def timed_package(key: str, script: str) -> dict[str, bytes]:
+    """Process ``key``: fill -> wait (a timer due at the start of tomorrow) -> calc (``script``) -> end: the script
+    runs when the worker fires the timer."""
+    timed = (with_timer("date_start(today(), 1)")
+             .replace('id="f2" sourceRef="fill" targetRef="calc"', 'id="f2" sourceRef="fill" targetRef="wait"')
+             .replace('id="f3" sourceRef="calc" targetRef="wait"', 'id="f3" sourceRef="calc" targetRef="gw"')
+             .replace('id="f3b" sourceRef="wait" targetRef="gw"', 'id="f3b" sourceRef="wait" targetRef="calc"'))
+    return package(timed.replace("doubled = quantity * 2", escape(script)).replace('id="mini"', f'id="{key}"'))
+
+
+def waiting_on_timers(rt: Runtime, scripts: dict[str, str], keys: list[str]) -> dict[str, list[int]]:
+    """Deploy one timed process per entry of ``scripts`` and start an instance of each of ``keys`` (in that
+    order), past 'fill': each waits on its timer. → process key → instance ids."""
+    for key, script in scripts.items():
+        deployments.deploy_files(rt, timed_package(key, script))
+    rep1 = accounts.get_user(rt, "rep1")
+    ids: dict[str, list[int]] = {}
+    for key in keys:
+        started = instances.start_instance(rt, key, rep1)
+        tasks.complete(rt, started.open_task_ids[0], rep1, {"quantity": 3})
+        ids.setdefault(key, []).append(started.instance_id)
+    return ids
+
+
+@pytest.mark.timeout(120)
+def test_a_timer_fired_script_that_leaves_unsaveable_data_is_recorded_and_other_timers_still_fire(rt, clock):
+    # the first due (started first), so the pass meets it before the others: it used to kill the worker
+    ids = waiting_on_timers(rt, {"ranged": "s = range(quantity)\ndoubled = 1", "calm": "doubled = quantity * 2"},
+                            ["ranged", "calm", "calm"])
+    clock.set(clock.now() + timedelta(days=2))
+    report = timers.fire_due_timers(rt)
+    assert (report.errors, report.instances, report.fired) == (1, 2, 2)
+    with rt.read() as s:
+        (bad,) = s.scalars(select(Timer).where(Timer.instance_id == ids["ranged"][0]))
+        assert (bad.status, bad.attempts) == ("waiting", 1)
+        assert "the script left 's' as a range, which cannot be saved" in bad.last_error
+        (error,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "timer_error"))
+        assert error.instance_id == ids["ranged"][0] and error.data["attempts"] == 1
+        assert "as a range" in error.data["error"]
+        assert s.get(Instance, ids["ranged"][0]).status == "running"
+        for instance_id in ids["calm"]:
+            assert s.get(Instance, instance_id).status == "completed"
+    # the next pass tries it again (and fails again): attempts are counted, nothing else changes
+    report = timers.fire_due_timers(rt)
+    assert (report.errors, report.instances, report.fired) == (1, 0, 0)
+    with rt.read() as s:
+        assert s.scalar(select(Timer.attempts).where(Timer.instance_id == ids["ranged"][0])) == 2
+
+
+@pytest.mark.timeout(120)
+def test_data_the_sandbox_let_through_is_still_a_clear_error_when_saved(rt, login, monkeypatch):
+    # defence in depth: should a value the codec cannot write reach the task data another way, saving the step
+    # answers with the reason (ProcessError) instead of a crash
+    monkeypatch.setattr(sandbox, "_check_data", lambda *args, **kwargs: None)
+    deployments.deploy_files(rt, script_package("s = range(3)\ndoubled = 1"))
+    started = instances.start_instance(rt, "mini", accounts.get_user(rt, "rep1"))
+    (task_id,) = started.open_task_ids
+    before = snapshot(rt)
+    with pytest.raises(ProcessError, match=r"^the contract's data cannot be saved \(Object of type range is not JSON "
+                                           r"serializable\); a script or decision in the process left a value"):
+        tasks.complete(rt, task_id, accounts.get_user(rt, "rep1"), {"quantity": 3})
+    assert snapshot(rt) == before
+    web = login("rep1")
+    page = web.text(f"/tasks/{task_id}")
+    version = re.search(r'name="version" value="(\d+)"', page).group(1)
+    response = web.post(f"/tasks/{task_id}/complete", {"f.quantity": "3", "version": version},
+                        page=f"/tasks/{task_id}")
+    body = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == ProcessError.status and "Traceback" not in body
+    assert "the contract's data cannot be saved" in body and 'name="f.quantity"' in body
+    assert snapshot(rt) == before
+    assert "Fill in" in web.text(f"/tasks/{task_id}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -641,6 +641,9 @@ def _check_expressions(file: str, root: etree._Element, problems: list[Problem])
         for node in root.iter(f"{{{BPMN_NS}}}{tag}"):
             if node.text and node.text.strip():
                 report(node, what, sandbox.check_expression(node.text.strip()))
+    for node in root.iter(f"{{{SPIFF_NS}}}expression"):  # processVariableCorrelation's expression
+        if node.text and node.text.strip():
+            report(node, "message correlation", sandbox.check_expression(node.text.strip()))
     for node in root.iter(f"{{{SPIFF_NS}}}messagePayload"):
         if node.text and node.text.strip():
             report(node, "message payload", sandbox.check_expression(node.text.strip()))
