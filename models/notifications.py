@@ -18,7 +18,7 @@ class Notification(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(40))  # task_arrived | task_reassigned | escalation
+    kind: Mapped[str] = mapped_column(String(40))  # task_arrived | task_reassigned | escalation | remind
     task_id: Mapped[int | None] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"))
     instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"))
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)

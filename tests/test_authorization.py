@@ -118,6 +118,10 @@ ROUTES: dict[tuple[str, str], Route] = {
                                     mutates=True),
     ("task.reassign", "POST"): Route("/tasks/{task}/reassign", web({"sup1", "mgr1", "dir1"}, Redirect("/tasks/{task}")),
                                      {"to": "sup1", "reason": "cover"}, mutates=True),
+    # the starter (rep1) and those above the team remind; sup1, whose work the unclaimed review is, may not
+    ("task.remind_holder", "POST"): Route("/tasks/{task}/remind",
+                                          web({"rep1", "mgr1", "dir1"}, Redirect("/contracts/{key}")),
+                                          {"message": "please"}, mutates=True),
     ("task.complete", "POST"): Route("/tasks/{task}/complete", web({"sup1"}, Redirect("/tasks")),
                                      {"f.supervisor_decision": "approve", "version": "{version}"}, mutates=True),
     ("start.index", "GET"): Route("/start", everyone_logged_in(200)),
@@ -384,6 +388,7 @@ def task_actions(task_id: int) -> list[tuple[str, str, dict[str, Any]]]:
             ("POST", f"/tasks/{task_id}/claim", {}),
             ("POST", f"/tasks/{task_id}/complete", {"f.supervisor_decision": "approve", "version": "1"}),
             ("POST", f"/tasks/{task_id}/reassign", {"to": "rep3", "reason": "mine now"}),
+            ("POST", f"/tasks/{task_id}/remind", {"message": "hurry"}),
             ("POST", f"/tasks/{task_id}/unclaim", {})]
 
 

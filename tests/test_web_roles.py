@@ -113,4 +113,5 @@ EXTRA_ROLE_TESTS: dict[str, str] = {
     "api.list_tasks": "test_api.py", "api.get_task": "test_api.py", "api.claim": "test_api.py",
     "api.complete": "test_api.py", "api.start": "test_api.py", "api.get_instance": "test_api.py",
     "api.openapi": "test_api.py", "api.unclaim": "test_api.py", "api.reassign": "test_api.py",
+    "task.remind_holder": "test_remind.py",
 }

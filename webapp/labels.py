@@ -27,6 +27,7 @@ _ACTIONS = {
     "complete": N_("completed"), "cancel": N_("cancelled"), "timer": N_("timer fired"),
     "escalation": N_("escalated"), "timer_error": N_("timer failed"), "return": N_("returned to its author"),
     "four_eyes_override": N_("overrode the four-eyes rule"), "viewed": N_("viewed"), "deploy": N_("deployed"),
+    "remind": N_("sent a reminder about"),
 }
 _STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
              "error": N_("error")}

@@ -37,6 +37,14 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^wrong team$", "团队不符"),
     (r"^the contract amount (?P<amount>\S+) is larger than Lvyue can store \(below (?P<max>[\d,]+)\); "
      r"check the quantities and prices$", "合同金额 {amount} 超出系统可存储的上限（须小于 {max}），请核对数量和单价"),
+    (r"^only the starter of (?P<key>\S+) or a supervisor of its team may send a reminder about '(?P<task>.+)'$",
+     "只有 {key} 的发起人或本团队主管可以催办「{task}」"),
+    (r"^'(?P<task>.+)' is yours to do; there is nobody to remind$", "「{task}」由您本人办理，无需催办"),
+    (r"^a reminder about '(?P<task>.+)' was sent at (?P<last>[\d: -]+); the next one is possible from "
+     r"(?P<next>[\d: -]+)$", "「{task}」已于 {last} 催办过，下次可催办时间：{next}"),
+    (r"^nobody can be reminded about '(?P<task>.+)'$", "「{task}」目前没有可催办的人"),
+    (r"^the message is too long$", "留言过长"),
+    (r"^at most (?P<n>\d+) characters$", "最多 {n} 个字"),
     (r"^a reason is required$", "请填写原因"),
     (r"^only an administrator may override the four-eyes rule$", "只有管理员可以越过四眼原则"),
     (r"^an override needs a reason$", "越权办理须填写原因"),

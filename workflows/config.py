@@ -91,3 +91,18 @@ def smtp_settings() -> SmtpSettings:
         starttls=env.get("LVYUE_SMTP_STARTTLS", "0").strip().lower() in ("1", "true", "yes", "on"),
         mail_from=env.get("LVYUE_MAIL_FROM", "").strip() or "lvyue@localhost",
     )
+
+
+def remind_interval() -> timedelta:
+    """How long after a reminder about a task the next one may be sent (LVYUE_REMIND_INTERVAL_MINUTES,
+    default 240)."""
+    value = os.environ.get("LVYUE_REMIND_INTERVAL_MINUTES", "").strip()
+    if not value:
+        return timedelta(minutes=240)
+    try:
+        minutes = float(value)
+    except ValueError:
+        raise ValueError(f"LVYUE_REMIND_INTERVAL_MINUTES must be a positive number, not {value!r}") from None
+    if minutes <= 0:
+        raise ValueError(f"LVYUE_REMIND_INTERVAL_MINUTES must be a positive number, not {value!r}")
+    return timedelta(minutes=minutes)

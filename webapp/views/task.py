@@ -1,4 +1,4 @@
-"""The task page and the four actions on a task: claim, unclaim, reassign, complete.
+"""The task page and the actions on a task: claim, unclaim, reassign, complete, and remind (催办) its holder.
 
 A failed completion (invalid form, stale version, someone else acted) renders the page again with
 everything the user typed and the reason, never a blank form.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from workflows.services import task_detail, tasks
+from workflows.services import remind, task_detail, tasks
 from workflows.services.errors import Conflict, InvalidInput, PermissionDenied, ProcessError, ServiceError
 
 from .. import formrender
@@ -68,6 +68,14 @@ def reassign(task_id: int):
                        status=422)
     flash(_("Reassigned to %(name)s.", name=item.assignee_name or to), "ok")
     return redirect(url_for("task.show", task_id=task_id))
+
+
+@bp.post("/tasks/<int:task_id>/remind")
+@login_required
+def remind_holder(task_id: int):
+    sent = remind.remind(rt(), task_id, me(), request.form.get("message", ""))
+    flash(_("Reminder sent to %(names)s.", names=", ".join(sent.recipients)), "ok")
+    return redirect(url_for("contracts.show", key=sent.business_key))
 
 
 @bp.post("/tasks/<int:task_id>/complete")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from models import AuditEvent, Instance, TaskRow
 
 from ..runtime import Runtime
-from . import instances
+from . import instances, remind
 from .accounts import SUPERVISORY_ROLES, UserView, in_team, supervises
 from .deployments import package_for
 from .errors import NotFound, PermissionDenied
@@ -33,6 +33,7 @@ class ContractView:
     pages: int
     task_names: dict[str, str]
     related: list[tuple[str, str, str]]  # business key, process key, status of complaints etc.
+    reminders: dict[int, remind.RemindState] = field(default_factory=dict)  # per open task id
 
 
 # after-sales handles complaints about delivered contracts, so it may read those
@@ -73,12 +74,16 @@ def contract_view(rt: Runtime, key: str, user: UserView, page: int = 1) -> Contr
                          .limit(HISTORY_PER_PAGE)).all()
         related = s.execute(select(Instance.business_key, Instance.process_key, Instance.status)
                             .where(Instance.related_key == key).order_by(Instance.id)).all()
-        deployment_id = inst.deployment_id
+        deployment_id, started_by_id, team = inst.deployment_id, inst.started_by_id, inst.team
     package = package_for(rt, deployment_id)
     names = package.node_names
     view = instances.get_instance(rt, key)
-    return ContractView(view, package.main.name, instances.instance_data(rt, key), open_tasks_of_instance(rt, view.id),
-                        [HistoryEntry(*r) for r in rows], total, page, pages, names, [tuple(r) for r in related])
+    open_tasks = open_tasks_of_instance(rt, view.id)
+    with rt.read() as s:
+        reminders = remind.states(s, rt, user, view.id, started_by_id, team, open_tasks)
+    return ContractView(view, package.main.name, instances.instance_data(rt, key), open_tasks,
+                        [HistoryEntry(*r) for r in rows], total, page, pages, names, [tuple(r) for r in related],
+                        reminders)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,26 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                   "  原因：{reason}\n\n"
                   "任务已在您的履约任务队列中（任务 #{task_id}）。\n"),
     },
+    "remind": {
+        "en": ("[Lvyue] Reminder from {by}: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} reminds you of a task that is waiting.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n"
+               "  Message:  {reason}\n\n"
+               "Please take it up in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】{by} 催办：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 催办以下待处理任务。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n"
+                  "  留言：{reason}\n\n"
+                  "请在履约系统中尽快处理（任务 #{task_id}）。\n"),
+    },
 }
 _NONE = {"en": "-", "zh-CN": "无"}
 
