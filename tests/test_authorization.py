@@ -122,6 +122,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("task.remind_holder", "POST"): Route("/tasks/{task}/remind",
                                           web({"rep1", "mgr1", "dir1"}, Redirect("/contracts/{key}")),
                                           {"message": "please"}, mutates=True),
+    # batch approval (批量审批): the confirmation lists the chosen tasks (those one may not see by number only);
+    # the approval itself is refused per task, so whoever may not approve {task} gets 403 and nothing changes
+    ("task.batch_confirm", "GET"): Route("/tasks/batch?ids={task}", everyone_logged_in(200)),
+    ("task.batch_approve", "POST"): Route("/tasks/batch", web({"sup1"}, 200), {"ids": "{task}", "comment": "ok"},
+                                          mutates=True),
     ("task.complete", "POST"): Route("/tasks/{task}/complete", web({"sup1"}, Redirect("/tasks")),
                                      {"f.supervisor_decision": "approve", "version": "{version}"}, mutates=True),
     ("start.index", "GET"): Route("/start", everyone_logged_in(200)),

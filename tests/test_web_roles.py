@@ -114,4 +114,5 @@ EXTRA_ROLE_TESTS: dict[str, str] = {
     "api.complete": "test_api.py", "api.start": "test_api.py", "api.get_instance": "test_api.py",
     "api.openapi": "test_api.py", "api.unclaim": "test_api.py", "api.reassign": "test_api.py",
     "task.remind_holder": "test_remind.py",
+    "task.batch_confirm": "test_batch.py", "task.batch_approve": "test_batch.py",
 }

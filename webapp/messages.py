@@ -79,6 +79,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^unknown due filter '(?P<v>[^']*)'$", "未知的到期筛选「{v}」"),
     (r"^unknown sort '(?P<v>[^']*)'$", "未知的排序方式「{v}」"),
     (r"^must be overdue, today, week or none$", "须为：已逾期、今天、本周或无"),
+    (r"^choose at least one task to approve$", "请至少选择一个要批准的任务"),
+    (r"^choose at least one task$", "请至少选择一个任务"),
+    (r"^a batch approves at most (?P<n>\d+) tasks \((?P<m>\d+) chosen\)$", "批量审批最多 {n} 个任务（已选 {m} 个）"),
+    (r"^at most (?P<n>\d+) tasks$", "最多 {n} 个任务"),
+    (r"^'(?P<task>.+)' is not an approval a batch can give$", "「{task}」不是可批量通过的审批任务"),
+    (r"^'(?P<task>.+)' is not of the same kind as the other tasks$", "「{task}」与其他所选任务不是同一类审批"),
+    (r"^the comment is too long$", "审批意见过长"),
 ]]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from workflows.services import tasks
+from workflows.services import batch, tasks
 
 from .common import me, page_arg, queue_filter_arg, rt
 
@@ -28,8 +28,10 @@ def index():
     filters = queue_filter_arg()
     page = tasks.list_tasks(rt(), me(), scope, page=page_arg(), per_page=20, filters=filters)
     args = {k: v for k, v in request.args.items() if k in FILTER_ARGS and v}  # for the pager's links
+    selectable = batch.selectable(rt(), me(), page.items)  # approval tasks a batch may approve (批量审批)
     return render_template("queues.html", scope=scope, page=page, filters=filters, args=args,
-                           now=rt().clock.now(), sorts=list(tasks.SORTS), stages=STAGES)
+                           now=rt().clock.now(), sorts=list(tasks.SORTS), stages=STAGES, selectable=selectable,
+                           max_batch=batch.MAX_BATCH)
 
 
 FILTER_ARGS = ("scope", "stage", "customer", "amount_min", "amount_max", "due", "sort")

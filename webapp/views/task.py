@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
-from workflows.services import remind, task_detail, tasks
+from workflows.services import batch, remind, task_detail, tasks
 from workflows.services.errors import Conflict, InvalidInput, PermissionDenied, ProcessError, ServiceError
 
 from .. import formrender
@@ -76,6 +76,46 @@ def remind_holder(task_id: int):
     sent = remind.remind(rt(), task_id, me(), request.form.get("message", ""))
     flash(_("Reminder sent to %(names)s.", names=", ".join(sent.recipients)), "ok")
     return redirect(url_for("contracts.show", key=sent.business_key))
+
+
+def _batch_ids(values: list[str]) -> list[int]:
+    return [int(v) for v in values if v.strip().isdigit()]
+
+
+@bp.get("/tasks/batch")
+@login_required
+def batch_confirm():
+    """The confirmation step of a batch approval (批量审批): the chosen tasks, their contracts and amounts,
+    and for each whether it can be approved. Changes nothing."""
+    try:
+        rows = batch.preview(rt(), _batch_ids(request.args.getlist("ids")), me())
+    except InvalidInput as err:
+        flash(say(err.message), "error")
+        return redirect(url_for("queues.index", scope=request.args.get("scope") or "mine"))
+    return render_template("batch.html", rows=rows, results=False, total=batch.amount_total(
+        [r for r in rows if r.ok]), ready=sum(r.ok for r in rows), max_comment=batch.MAX_COMMENT, say=say)
+
+
+@bp.post("/tasks/batch")
+@login_required
+def batch_approve():
+    """Approve the confirmed tasks one by one (each validated, authorized and audited on its own); the
+    answer lists per task what happened. 200 if at least one was approved, else the first refusal's status."""
+    ids = _batch_ids(request.form.getlist("ids"))
+    versions = {i: v for i in ids if (v := request.form.get(f"v.{i}", type=int)) is not None}
+    try:
+        rows = batch.approve_many(rt(), ids, me(), request.form.get("comment", ""), versions=versions)
+    except InvalidInput as err:
+        flash(say(err.message), "error")
+        return redirect(url_for("queues.index"))
+    status = 200 if any(r.ok for r in rows) else _STATUS.get(rows[0].code, 400)
+    return render_template("batch.html", rows=rows, results=True, ready=sum(r.ok for r in rows),
+                           total=batch.amount_total([r for r in rows if r.ok]),
+                           max_comment=batch.MAX_COMMENT, say=say), status
+
+
+_STATUS = {"forbidden": 403, "four_eyes": 403, "not_found": 404, "conflict": 409, "invalid": 422,
+           "process_error": 500}
 
 
 @bp.post("/tasks/<int:task_id>/complete")

@@ -410,13 +410,15 @@ class Completion:
 
 
 def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
-             expected_version: int | None = None, override_reason: str | None = None) -> Completion:
+             expected_version: int | None = None, override_reason: str | None = None,
+             batch: dict[str, Any] | None = None) -> Completion:
     """Complete a task. A race with a completion of *another* task of the same instance (parallel
     reviews) is retried; a race for the same task ends in ``Conflict`` for all but the winner.
-    ``override_reason`` is an administrator's reason to act despite the four-eyes rule (audited)."""
+    ``override_reason`` is an administrator's reason to act despite the four-eyes rule (audited).
+    ``batch``: this completion is one of a batch approval (``services/batch.py``); recorded in its audit event."""
     for attempt in range(3):
         try:
-            return _complete_once(rt, task_id, user, data, expected_version, override_reason)
+            return _complete_once(rt, task_id, user, data, expected_version, override_reason, batch)
         except RaceLost:
             if attempt == 2:
                 raise
@@ -424,7 +426,8 @@ def complete(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
 
 
 def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, Any],
-                   expected_version: int | None, override_reason: str | None) -> Completion:
+                   expected_version: int | None, override_reason: str | None,
+                   batch: dict[str, Any] | None = None) -> Completion:
     now = rt.clock.now()
     workflow = None
     with rt.write() as s:
@@ -472,6 +475,8 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         recorded = {"form": cleaned, "changes": audit.changes(before, after)}
         if stepped.automated:  # what scripts and decision tables set next
             recorded["effects"] = stepped.automated
+        if batch is not None:
+            recorded["batch"] = batch
         audit.record(s, now, "complete", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=inst.id, task_id=row.id, spec_id=row.spec_id, data=recorded)
         for cancelled_id, spec_id in outcome.cancelled:
