@@ -43,22 +43,31 @@ def script_limits() -> dict[str, float | int]:
     variables keep the sandbox's defaults. LVYUE_SCRIPT_MAX_SECONDS (1), LVYUE_SCRIPT_MAX_MEMORY_MB (256),
     LVYUE_SCRIPT_MAX_SIZE (1000000 items or characters per value), LVYUE_SCRIPT_MAX_ITERATIONS (100000),
     LVYUE_SCRIPT_MAX_DATA (8000000 characters of task data a script may leave behind)."""
-    env, limits = os.environ, {}
+    limits = {}
     for name, key, kind, scale in (("LVYUE_SCRIPT_MAX_SECONDS", "max_seconds", float, 1),
                                    ("LVYUE_SCRIPT_MAX_MEMORY_MB", "max_memory", int, 2**20),
                                    ("LVYUE_SCRIPT_MAX_SIZE", "max_size", int, 1),
                                    ("LVYUE_SCRIPT_MAX_ITERATIONS", "max_iterations", int, 1),
                                    ("LVYUE_SCRIPT_MAX_DATA", "max_data", int, 1)):
-        value = env.get(name, "").strip()
-        if value:
-            try:
-                number = kind(value)
-            except ValueError:
-                raise ValueError(f"{name} must be a positive number, not {value!r}") from None
-            if number <= 0:
-                raise ValueError(f"{name} must be a positive number, not {value!r}")
+        number = _positive(name, kind)
+        if number is not None:
             limits[key] = number * scale
     return limits
+
+
+def _positive(name: str, kind: type[int] | type[float]) -> int | float | None:
+    """The positive number in environment variable ``name`` (None when unset or blank); anything else is an
+    error naming the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a positive number, not {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive number, not {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -96,13 +105,5 @@ def smtp_settings() -> SmtpSettings:
 def remind_interval() -> timedelta:
     """How long after a reminder about a task the next one may be sent (LVYUE_REMIND_INTERVAL_MINUTES,
     default 240)."""
-    value = os.environ.get("LVYUE_REMIND_INTERVAL_MINUTES", "").strip()
-    if not value:
-        return timedelta(minutes=240)
-    try:
-        minutes = float(value)
-    except ValueError:
-        raise ValueError(f"LVYUE_REMIND_INTERVAL_MINUTES must be a positive number, not {value!r}") from None
-    if minutes <= 0:
-        raise ValueError(f"LVYUE_REMIND_INTERVAL_MINUTES must be a positive number, not {value!r}")
-    return timedelta(minutes=minutes)
+    minutes = _positive("LVYUE_REMIND_INTERVAL_MINUTES", float)
+    return timedelta(minutes=240 if minutes is None else minutes)

@@ -13,6 +13,7 @@ naming it (as the task page would).
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -54,8 +55,6 @@ class Outcome:
 
 @lru_cache(maxsize=256)
 def _approval_form_of(schema_json: str) -> ApprovalForm | None:
-    import json
-
     schema = json.loads(schema_json)
     props = schema.get("properties", {})
     decisions = [k for k in props if k.endswith("_decision")]
@@ -73,8 +72,6 @@ def _approval_form_of(schema_json: str) -> ApprovalForm | None:
 
 def approval_form(schema: dict[str, Any]) -> ApprovalForm | None:
     """The decision and comment fields if ``schema`` is an approval form a batch may fill, else None."""
-    import json
-
     return _approval_form_of(json.dumps(schema, sort_keys=True))
 
 
