@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.specs.Join import Join
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
@@ -44,9 +45,29 @@ def _is_finished(task: Task) -> bool:
     return task.has_state(_FINISHED)
 
 
+def _earlier_arrivals(tasks: dict[UUID, Task]) -> set[UUID]:
+    """An unstructured join (parallel, inclusive) that waits counts the earlier arrivals of its spec, which it
+    cancelled when the next one came: with three inputs the third would otherwise never find the first. Keep,
+    per waiting join and input, the newest cancelled arrival and the input task it came from (one is enough:
+    the join asks only whether each input has arrived, and a join parked for good must not pile them up)."""
+    waiting = {id(t.task_spec) for t in tasks.values()
+               if isinstance(t.task_spec, UnstructuredJoin) and t.state == TaskState.WAITING}
+    if not waiting:
+        return set()
+    newest: dict[tuple[int, str], Task] = {}
+    for task in tasks.values():
+        if task.state != TaskState.CANCELLED or id(task.task_spec) not in waiting or task._parent not in tasks:
+            continue
+        key = (id(task.task_spec), tasks[task._parent].task_spec.name)
+        if key not in newest or task.last_state_change >= newest[key].last_state_change:
+            newest[key] = task
+    return {i for t in newest.values() for i in (t.id, t._parent)}
+
+
 def _spine(workflow) -> set[UUID]:
     keep: set[UUID] = {workflow.task_tree.id}
     tasks = workflow.tasks
+    keep.update(_earlier_arrivals(tasks))
     for task in tasks.values():
         if _is_finished(task):
             continue
