@@ -31,6 +31,7 @@ from . import integrity
 from .deployments import package_for, script_engine_for
 
 FIRE_ACTIONS = ("timer", "escalation")
+MOVE_ACTIONS = ("withdraw", "return_to_step")  # services/rewind.py: each moves the workflow one step
 PENDING_TIMER = ("waiting", "error")  # the engine still waits on both: 'error' only stops the worker retrying
 
 
@@ -78,6 +79,7 @@ class _Rows:
     timers: list[Any] = field(default_factory=list)
     steps: list[Any] = field(default_factory=list)
     completes: Counter[int] = field(default_factory=Counter)  # task id -> 'complete' events
+    moves: int = 0  # withdraw and return-to-step events: each one engine step
     fire_events: list[Any] = field(default_factory=list)  # (spec_id, at, data)
 
 
@@ -127,9 +129,11 @@ def _check_batch(rt: Runtime, ids: list[int]) -> list[Problem]:
         for r in s.execute(select(AuditEvent.instance_id, AuditEvent.action, AuditEvent.task_id, AuditEvent.spec_id,
                                   AuditEvent.at, AuditEvent.data)
                            .where(AuditEvent.instance_id.in_(ids),
-                                  AuditEvent.action.in_(("complete", *FIRE_ACTIONS)))):
+                                  AuditEvent.action.in_(("complete", *MOVE_ACTIONS, *FIRE_ACTIONS)))):
             if r.action == "complete":
                 rows[r.instance_id].completes[r.task_id] += 1
+            elif r.action in MOVE_ACTIONS:
+                rows[r.instance_id].moves += 1
             else:
                 rows[r.instance_id].fire_events.append(r)
         instances = s.execute(select(Instance.id, Instance.business_key, Instance.deployment_id, Instance.status,
@@ -174,15 +178,17 @@ def check_one(rt: Runtime, inst: Any, rows: _Rows) -> list[Problem]:
         problem("status", f"the instance row says '{inst.status}' but the engine's workflow is "
                           f"{'completed' if completed else 'not completed'}")
 
-    # start is one step, each completion one, each timer step one (its events share the step's time); a timer
-    # step the engine did not fire moves the version without an event and counts an attempt on a timer row
+    # start is one step, each completion and each withdraw or return one, each timer step one (its events share
+    # the step's time); a timer step the engine did not fire moves the version without an event and counts an
+    # attempt on a timer row
     completions, timer_steps = sum(rows.completes.values()), len({r.at for r in rows.fire_events})
-    steps = 2 + completions + timer_steps
+    steps = 2 + completions + rows.moves + timer_steps
     unfired = sum(t.attempts for t in rows.timers)
     if not steps <= inst.version <= steps + unfired:
         expected = f"{steps} to {steps + unfired}" if unfired else str(steps)
+        moved = f", {rows.moves} withdraw/return(s)" if rows.moves else ""
         problem("version", f"version {inst.version} does not fit the recorded steps (start, {completions} "
-                           f"completion(s), {timer_steps} timer step(s)): expected {expected}")
+                           f"completion(s){moved}, {timer_steps} timer step(s)): expected {expected}")
     return found
 
 
