@@ -59,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,8 +193,9 @@ class Client:
         return self.request("GET", path, None, ok)
 
     def post(self, path: str, fields: list[tuple[str, str]], ok: tuple[int, ...] = (302,),
-             conflict: tuple[int, ...] = ()) -> Response | None:
-        return self.request("POST", path, fields, ok, conflict)
+             conflict: tuple[int, ...] = (), files: dict[str, tuple[str, bytes]] | None = None) -> Response | None:
+        """``files`` (form name: (file name, bytes)) make it a multipart/form-data post, as a browser sends one."""
+        return self.request("POST", path, fields, ok, conflict, files)
 
     def follow(self, response: Response | None) -> Response | None:
         """The page a redirect leads to, as a browser would load it."""
@@ -203,13 +205,15 @@ class Client:
         return self.get(parts.path + (f"?{parts.query}" if parts.query else ""))
 
     def request(self, method: str, path: str, fields: list[tuple[str, str]] | None, ok: tuple[int, ...],
-                conflict: tuple[int, ...] = ()) -> Response | None:
+                conflict: tuple[int, ...] = (), files: dict[str, tuple[str, bytes]] | None = None) -> Response | None:
         label = label_of(method, path)
         headers = {"User-Agent": "lvyue-load-test", "Accept": "text/html"}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         body = None
-        if fields is not None:
+        if files:
+            body, headers["Content-Type"] = multipart(fields or [], files)
+        elif fields is not None:
             body = urlencode(fields).encode()
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
@@ -298,8 +302,8 @@ class FormParser(HTMLParser):
         self._form.names.add(name)
         if tag == "input":
             kind = (a.get("type") or "text").lower()
-            if kind in ("submit", "button") or (kind in ("checkbox", "radio") and "checked" not in a):
-                return
+            if kind in ("submit", "button", "file") or (kind in ("checkbox", "radio") and "checked" not in a):
+                return  # a file input sends a file (SimUser.complete), not a text field
             self._form.fields.append((name, a.get("value") or ("on" if kind == "checkbox" else "")))
         elif tag == "textarea":
             self._textarea = (name, [])
@@ -445,6 +449,19 @@ class PagePayload(wb.Builder):
         c.items = [{"product": wb.PRODUCTS[cls], "quantity": qty, "unit_price": str(price)}]
         c.plan = [{"amount": a} for a in page.installments] or [{"amount": "1000.00"}]
         return c
+
+
+def multipart(fields: list[tuple[str, str]], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body (and its Content-Type) of text fields and files."""
+    boundary = f"----lvyue-load-{uuid.uuid4().hex}"
+    out = bytearray()
+    for name, value in fields:
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n').encode()
+    for name, (filename, content) in files.items():
+        out += (f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n").encode() + content + b"\r\n"
+    out += f"--{boundary}--\r\n".encode()
+    return bytes(out), f"multipart/form-data; boundary={boundary}"
 
 
 def completion_fields(page: TaskPage, data: dict) -> list[tuple[str, str]]:
@@ -601,7 +618,10 @@ class SimUser:
 
     def complete(self, info: TaskPage) -> None:
         data = self.payload.for_page(info, self.user)
-        done = self.web.post(f"/tasks/{info.task_id}/complete", completion_fields(info, data), conflict=(409,))
+        evidence = wb.EVIDENCE.get(info.spec or "")
+        files = {f"upload.{evidence[0]}": (evidence[1], wb.EVIDENCE_PDF)} if evidence else None
+        done = self.web.post(f"/tasks/{info.task_id}/complete", completion_fields(info, data), conflict=(409,),
+                             files=files)
         if done is not None and done.status == 302:
             self.stats.done(info.spec or "?")
             self._remember(self.web.follow(done))

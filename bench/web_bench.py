@@ -55,15 +55,30 @@ from models import AuditChain, AuditEvent, Instance, Notification, Step, TaskRow
 from tests.web import WebClient, form_fields  # noqa: E402
 from workflows import config  # noqa: E402
 from workflows.clock import FrozenClock  # noqa: E402
+from workflows.demo import sample_pdf  # noqa: E402
 from workflows.runtime import Runtime  # noqa: E402
 from workflows.schema import upgrade  # noqa: E402
-from workflows.services import accounts, audit, deployments, instances, integrity, tasks, timers, tokens  # noqa: E402
+from workflows.services import (  # noqa: E402
+    accounts,
+    attachments,
+    audit,
+    deployments,
+    instances,
+    integrity,
+    tasks,
+    timers,
+    tokens,
+)
 
 FAST_HASH = "pbkdf2:sha256:1000"
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)  # a Monday, 10:00 in Shanghai
 TZ = ZoneInfo("Asia/Shanghai")
 SEED = 20261123
 PER_PAGE = 20  # the web queue's page size
+# tasks whose form takes a file (the signed contract, the acceptance certificate): field, file name
+EVIDENCE = {"customer_signature": ("customer_evidence", "signed-contract.pdf"),
+            "customer_acceptance": ("acceptance_certificate", "acceptance-certificate.pdf")}
+EVIDENCE_PDF = sample_pdf("Lvyue benchmark", "Signed contract / acceptance certificate")
 
 # team -> (sales reps, supervisor, manager); east is the demo team, west and north are added
 TEAMS = {"east": (("rep1", "rep2"), "sup1", "mgr1"),
@@ -297,7 +312,11 @@ class Builder:
                 self.schedule(c, max(due, when) + _h(self.rng.uniform(1, 30)))
             return
         task = min(open_tasks, key=lambda t: ORDER.index(t.spec_id) if t.spec_id in ORDER else 99)
-        tasks.complete(self.rt, task.id, self.actor(c, task.role), self.payload(c, task.spec_id, when))
+        actor, data = self.actor(c, task.role), self.payload(c, task.spec_id, when)
+        if task.spec_id in EVIDENCE:  # the file its form takes, uploaded first as the form would
+            field_name, file_name = EVIDENCE[task.spec_id]
+            data[field_name] = attachments.attach_file(self.rt, task.id, actor, field_name, file_name, EVIDENCE_PDF)
+        tasks.complete(self.rt, task.id, actor, data)
         c.actions += 1
         if not self.stopped(c, when):
             self.schedule(c, when + _h(self.next_gap(c)))
@@ -347,8 +366,9 @@ class Builder:
             return {"contract_check_decision": "approve"}
         if spec == "sign_company":
             return {"company_signatory": self.actor(c, "manager").display_name, "company_signed_on": _day(when)}
-        if spec == "customer_signature":
-            return {"customer_signatory": "客户代表 Customer representative", "customer_signed_on": _day(when)}
+        if spec == "customer_signature":  # with the signed copy: EVIDENCE, uploaded by the caller
+            return {"deal_confirmation": "signed_contract", "customer_signatory": "客户代表 Customer representative",
+                    "customer_signed_on": _day(when)}
         if spec == "file_contract":
             return {"filing_no": f"BA-{year}-{c.idx:05d}", "filed_on": _day(when)}
         if spec == "execute_delivery":

@@ -95,6 +95,16 @@ def databases(tmp_path_factory) -> Iterator[_Databases]:
     dbs.drop_all()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def attachments_dir(tmp_path_factory) -> Iterator[Path]:
+    """Uploaded files go to a folder of the test run (and of the servers it starts), never to instance/."""
+    folder = tmp_path_factory.mktemp("attachments")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("LVYUE_ATTACHMENTS_DIR", str(folder))
+    yield folder
+    patch.undo()
+
+
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock(START)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from workflows.demo import sample_pdf
 from workflows.runtime import Runtime
-from workflows.services import accounts, instances, tasks
+from workflows.services import accounts, attachments, instances, tasks
 
 QUOTE = {
     "customer_name": "华东机械 East China Machinery",
@@ -16,6 +17,11 @@ QUOTE = {
     "delivery_date": "2026-12-20",
 }
 PLAN = [{"amount": "7200.00", "due_date": "2026-12-15"}, {"amount": "16800.00", "due_date": "2027-01-15"}]
+SIGNED_PDF = sample_pdf("Contract HT-2026-001", "Signed by both parties")
+CERTIFICATE_PDF = sample_pdf("Acceptance certificate", "Accepted")
+# the file field each task with evidence takes
+EVIDENCE = {"customer_signature": "customer_evidence", "customer_acceptance": "acceptance_certificate",
+            "accept_complaint": "evidence"}
 
 
 def quote(total_price: str = "12000.00", quantity: int = 2, **overrides: Any) -> dict[str, Any]:
@@ -52,6 +58,23 @@ class Flow:
     def act(self, spec_id: str, username: str, data: dict[str, Any]) -> tasks.Completion:
         return tasks.complete(self.rt, self.task(spec_id).id, self.user(username), data)
 
+    def evidence(self, spec_id: str, username: str, name: str = "evidence.pdf", content: bytes | None = None) -> str:
+        """Upload a file into the evidence field of the open task ``spec_id``, as its form would: the reference
+        to put in the data."""
+        return attachments.attach_file(self.rt, self.task(spec_id).id, self.user(username), EVIDENCE[spec_id], name,
+                                       content or SIGNED_PDF)
+
+    def signed(self, username: str = "rep1", **data: Any) -> dict[str, Any]:
+        """customer_signature's data: a signed contract, its copy attached."""
+        return {"deal_confirmation": "signed_contract", "customer_signatory": "客户代表",
+                "customer_signed_on": "2026-11-26",
+                "customer_evidence": self.evidence("customer_signature", username, "signed-contract.pdf"), **data}
+
+    def accepted(self, username: str = "rep1", **data: Any) -> dict[str, Any]:
+        """customer_acceptance's data: accepted, the certificate (验收单) attached."""
+        return {"acceptance": "accepted", "acceptance_certificate": self.evidence(
+            "customer_acceptance", username, "acceptance-certificate.pdf", CERTIFICATE_PDF), **data}
+
     def view(self) -> instances.InstanceView:
         return instances.get_instance(self.rt, self.id)
 
@@ -64,7 +87,7 @@ class Flow:
                                             "payment_plan": plan, "sign_by": "2026-12-01"})
         self.act("legal_contract_check", "legal1", {"contract_check_decision": "approve"})
         self.act("sign_company", "mgr1", {"company_signatory": "刘洋", "company_signed_on": "2026-11-25"})
-        self.act("customer_signature", "rep1", {"customer_signatory": "客户代表", "customer_signed_on": "2026-11-26"})
+        self.act("customer_signature", "rep1", self.signed())
         self.act("file_contract", "legal1", {"filing_no": "BA-0001", "filed_on": "2026-11-27"})
 
     def to_collection(self, plan=PLAN) -> None:
@@ -76,5 +99,5 @@ class Flow:
 
     def through_delivery(self) -> None:
         self.act("execute_delivery", "dlv1", {"delivered_on": "2026-12-10"})
-        self.act("customer_acceptance", "rep1", {"acceptance": "accepted"})
+        self.act("customer_acceptance", "rep1", self.accepted())
         self.act("service_onboarding", "svc1", {"service_contact": "吴芳", "warranty_until": "2027-12-10"})

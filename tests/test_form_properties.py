@@ -34,6 +34,7 @@ from workflows.forms import (
     MAX_STRING,
     MAX_SUBMISSION_BYTES,
     FormInvalid,
+    file_reference,
     to_form_values,
     validate_submission,
     validator_for,
@@ -106,6 +107,10 @@ def valid(schema: JSON, ui: JSON | None = None, typed: bool = False) -> st.Searc
         return st.dates(date(1000, 1, 1)).map(date.isoformat)
     if schema.get("format") == "money":
         return st.from_regex(r"[0-9]{1,13}(\.[0-9]{1,2})?", fullmatch=True)
+    if schema.get("format") == "data-url":  # a file field: the reference of a file uploaded with the form
+        return st.builds(file_reference, st.from_regex(r"[0-9a-f]{64}", fullmatch=True),
+                         _typed_text(1, 60, multiline=False), st.integers(1, 20 * 2**20),
+                         st.sampled_from(["application/pdf", "image/png", "image/jpeg", "message/rfc822"]))
     return _string(schema, typed, multiline=ui.get("ui:widget") == "textarea")
 
 
@@ -518,10 +523,10 @@ def _happy(spec: str, flow: Flow) -> JSON:
                            "sign_by": "2026-12-01"},
         "legal_contract_check": {"contract_check_decision": "approve"},
         "sign_company": {"company_signatory": "刘洋", "company_signed_on": "2026-11-25"},
-        "customer_signature": {"customer_signatory": "客户代表", "customer_signed_on": "2026-11-26"},
+        "customer_signature": flow.signed() if spec == "customer_signature" else {},
         "file_contract": {"filing_no": f"BA-{flow.id}", "filed_on": "2026-11-27"},
         "execute_delivery": {"delivered_on": "2026-12-10"},
-        "customer_acceptance": {"acceptance": "accepted"},
+        "customer_acceptance": flow.accepted() if spec == "customer_acceptance" else {},
         "service_onboarding": {"service_contact": "吴芳", "warranty_until": "2027-12-10"},
         "accept_complaint": {"acceptance_decision": "accept", "category": "quality"},
         "investigate": {"root_cause": "bearing", "findings": "worn bearing"},

@@ -27,6 +27,8 @@ FORMS = ROOT / "bpmn" / "forms"
 TEMPLATES = ROOT / "webapp" / "templates"
 FORM_NAMES = sorted(p.name.removesuffix(".schema.json") for p in FORMS.glob("*.schema.json"))
 LANGS = ("zh-CN", "en")
+# what a file field holds once its file is uploaded: a data URL without the bytes, naming them by SHA-256
+SIGNED = forms.file_reference("5" * 64, "合同 signed (1).pdf", 12345, "application/pdf")
 
 EXAMPLES = {
     "prepare_quote": dict(QUOTE, line_items=[{"product": "CNC lathe", "quantity": 2, "unit_price": "12000.00"},
@@ -42,10 +44,13 @@ EXAMPLES = {
     "legal_review": {"legal_decision": "approve", "legal_comment": "OK"},
     "legal_contract_check": {"contract_check_decision": "approve"},
     "sign_company": {"company_signatory": "刘洋", "company_signed_on": "2026-11-25"},
-    "customer_signature": {"customer_signatory": "客户代表", "customer_signed_on": "2026-11-26"},
+    "customer_signature": {"deal_confirmation": "written_confirmation", "customer_signatory": "客户代表",
+                           "customer_signed_on": "2026-11-26", "confirmation_reference": "PO-4711",
+                           "customer_evidence": SIGNED},
     "file_contract": {"filing_no": "BA-0001", "filed_on": "2026-11-27"},
     "execute_delivery": {"delivered_on": "2026-12-10"},
-    "customer_acceptance": {"acceptance": "rejected", "acceptance_note": "Damaged on arrival"},
+    "customer_acceptance": {"acceptance": "rejected", "acceptance_note": "Damaged on arrival",
+                            "acceptance_certificate": SIGNED},
     "service_onboarding": {"service_contact": "吴芳", "warranty_until": "2027-12-10"},
     "record_payment": {"amount_received": "7200.00", "received_on": "2026-12-16", "payment_reference": "TRX-0001"},
     "overdue_escalation": {"escalation_action": "Called the customer's CFO", "next_contact_on": "2027-01-20"},
@@ -204,7 +209,7 @@ def test_every_form_renders_every_property(name, lang, env):
     for f in all_fields(view.fields):
         if f.widget not in ("array", "group"):
             assert f.name in browser.names, f.name
-    assert all(n.startswith("f.") for n in browser.names)
+    assert all(n.startswith(("f.", formrender.UPLOAD_PREFIX)) for n in browser.names)  # upload.*: a file field's file
 
 
 @pytest.mark.parametrize("name", FORM_NAMES)

@@ -203,7 +203,7 @@ def test_contract_send_back_and_rejected_delivery_loop(rt):
     assert flow.data()["contract_send_back"] == "add a penalty clause"
     flow.through_contract(plan=[{"amount": "24000.00", "due_date": "2026-12-15"}])
     flow.act("execute_delivery", "dlv1", {"delivered_on": "2026-12-10"})
-    flow.act("customer_acceptance", "rep1", {"acceptance": "rejected", "acceptance_note": "scratches"})
+    flow.act("customer_acceptance", "rep1", flow.accepted(acceptance="rejected", acceptance_note="scratches"))
     assert flow.open_specs() == {"execute_delivery"}
 
 

@@ -7,6 +7,7 @@ import logging
 import math
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,15 +17,21 @@ from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
+from workflows import config
+from workflows.forms import FileRef, attachment_rules, file_fields, is_file_field, parse_reference
+
 log = logging.getLogger(__name__)
 
 PREFIX = "f."
 INDEX = "__INDEX__"
 MAX_ROWS = 500
 MAX_INDEX = 4 * MAX_ROWS  # rows removed in the browser leave gaps, so indexes may run a little past the row count
-WIDGETS = ("text", "textarea", "number", "integer", "money", "date", "select", "radio", "checkbox", "array", "group")
+WIDGETS = ("text", "textarea", "number", "integer", "money", "date", "select", "radio", "checkbox", "array", "group",
+           "file")
+UPLOAD_PREFIX = "upload."  # the <input type=file> of field f.x is upload.x; f.x itself carries the stored reference
 
-__all__ = ["FormView", "Field", "Row", "Option", "build_form", "parse_form", "localize_error", "render_instructions"]
+__all__ = ["FormView", "Field", "Row", "Option", "build_form", "parse_form", "parse_uploads", "put_values",
+           "localize_error", "render_instructions"]
 
 
 # --------------------------------------------------------------------------------------------- the view tree
@@ -66,6 +73,29 @@ class Field:
     max_items: int | None = None
     # groups (a nested object)
     children: list[Field] = field(default_factory=list)
+    # file fields: the stored file the value names (if it names one), where to open it, what may be uploaded
+    file: FileRef | None = None
+    file_url: str | None = None
+    file_kinds: list[str] = field(default_factory=list)  # PDF, PNG, JPEG, EML
+    accept: str = ""  # the <input accept> list: content types and extensions
+    max_size: str = ""  # "20 MB"
+
+    @property
+    def upload_name(self) -> str:
+        return UPLOAD_PREFIX + self.name[len(PREFIX):]
+
+    @property
+    def file_size(self) -> str:
+        return size_text(self.file.size) if self.file else ""
+
+    @property
+    def file_kind(self) -> str:
+        return _KINDS.get(self.file.content_type, self.file.content_type) if self.file else ""
+
+    @property
+    def preview(self) -> str | None:
+        """"image" or "pdf" when the browser can show the stored file inline."""
+        return _PREVIEWS.get(self.file.content_type) if self.file else None
 
     @property
     def error_id(self) -> str:
@@ -96,6 +126,11 @@ class FormView:
     lang: str
     error: str = ""  # errors[""]: the form as a whole
     other_errors: list[tuple[str, str]] = field(default_factory=list)  # errors on paths no field shows
+
+    @property
+    def has_files(self) -> bool:
+        """A file field anywhere: the page must post the form as multipart/form-data."""
+        return any(f.widget == "file" for f in _walk(self.fields))
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -208,6 +243,19 @@ def _number_attr(value: Any) -> str | None:
     return _as_text(value)
 
 
+_KINDS = {"application/pdf": "PDF", "image/png": "PNG", "image/jpeg": "JPEG", "message/rfc822": "EML"}
+_EXTENSIONS = {"application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg,.jpeg", "message/rfc822": ".eml"}
+_PREVIEWS = {"application/pdf": "pdf", "image/png": "image", "image/jpeg": "image"}
+
+
+def size_text(size: int) -> str:
+    if size >= 2**20:
+        return f"{size / 2**20:.1f} MB".replace(".0 MB", " MB")
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} B"
+
+
 _INT_RE = re.compile(r"^[+-]?[0-9]{1,30}$")
 _NUM_RE = re.compile(r"^[+-]?([0-9]{1,30}(\.[0-9]{0,30})?|\.[0-9]{1,30})([eE][+-]?[0-9]{1,3})?$")
 _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
@@ -217,11 +265,12 @@ _DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 def build_form(schema: dict, uischema: dict | None, values: dict | None, errors: dict[str, str] | None,
-               lang: str) -> FormView:
+               lang: str, file_url: Callable[[FileRef], str | None] | None = None) -> FormView:
     """The fields of ``schema`` in display order with labels in ``lang``, current ``values`` and ``errors``.
 
     ``values`` is task data (Decimal, int, float, bool, str) or what ``parse_form`` returned for a form being
-    shown again; ``errors`` maps error paths to messages (English ones are localized here).
+    shown again; ``errors`` maps error paths to messages (English ones are localized here). ``file_url`` gives
+    the address of a stored file a file field names (None: the page shows its name only).
     """
     schema = schema if isinstance(schema, dict) else {}
     lang = "zh-CN" if _zh(lang) else "en"
@@ -229,6 +278,9 @@ def build_form(schema: dict, uischema: dict | None, values: dict | None, errors:
     placed: set[str] = {""}
     fields = _object_fields(schema, uischema or {}, values if isinstance(values, dict) else {}, messages, lang,
                             [], placed, in_row=False)
+    for f in _walk(fields):
+        if f.widget == "file" and f.file is not None and file_url is not None:
+            f.file_url = file_url(f.file)
     other = [(p, m) for p, m in messages.items() if p not in placed]
     return FormView(title=_text(schema, "title", lang), description=_text(schema, "description", lang),
                     fields=fields, lang=lang, error=messages.get("", ""), other_errors=other)
@@ -254,6 +306,11 @@ def _field(schema: dict, ui: dict, key: str, value: Any, required: bool, errors:
               placeholder=_ui_text(ui.get("ui:placeholder"), lang), required=required, error=errors.get(err_path, ""))
     kind = _kind(schema)
     wanted = ui.get("ui:widget")
+    if is_file_field(schema):
+        if in_row:
+            raise ValueError(f"{err_path}: file fields inside list rows are not supported by the form renderer")
+        _file(f, schema, value)
+        return f
     if kind == "array":
         _array(f, schema, ui, value, errors, lang, path, placed, in_row)
         return f
@@ -297,6 +354,18 @@ def _field(schema: dict, ui: dict, key: str, value: Any, required: bool, errors:
     if isinstance(schema.get("maxLength"), int):
         f.maxlength = schema["maxLength"]
     return f
+
+
+def _file(f: Field, schema: dict, value: Any) -> None:
+    """A file field: the reference it holds goes back in a hidden input, a new file comes through upload.*"""
+    settings = config.attachment_settings()
+    types, max_bytes = attachment_rules(schema, settings.types, settings.max_bytes)
+    f.widget, f.input_type = "file", "file"
+    f.value = value if isinstance(value, str) else _as_text(value)
+    f.file = parse_reference(value)
+    f.file_kinds = [_KINDS.get(t, t) for t in types]
+    f.accept = ",".join([*types, *(_EXTENSIONS[t] for t in types if t in _EXTENSIONS)])
+    f.max_size = size_text(max_bytes)
 
 
 def _array(f: Field, schema: dict, ui: dict, value: Any, errors: dict[str, str], lang: str, path: list[str],
@@ -502,12 +571,68 @@ def _leaf(schema: dict, raw: Any) -> Any:
     return text
 
 
+def parse_uploads(schema: dict, files: Any) -> list[tuple[str, str, Any]]:
+    """The files posted with a form (``upload.*``, werkzeug's ``request.files``) as (field path, file name,
+    stream), in form order. A file input left empty is no upload. Raises ``ValueError`` for a form no browser
+    would send: a file for a field that takes none, or two files for one field."""
+    paths = {".".join(path): "/".join(path) for path, _node in file_fields(schema if isinstance(schema, dict) else {})}
+    out = []
+    for name in files:
+        if not isinstance(name, str) or not name.startswith(UPLOAD_PREFIX):
+            continue
+        key = name[len(UPLOAD_PREFIX):]
+        if key not in paths:
+            raise ValueError(f"form field {name!r} is not a file field of the form")
+        sent = [f for f in files.getlist(name) if f.filename or not _empty(f.stream)]
+        if len(sent) > 1:
+            raise ValueError(f"form field {name!r}: one file per field")
+        out.extend((paths[key], f.filename or "", f.stream) for f in sent)
+    return out
+
+
+def _empty(stream: Any) -> bool:
+    first = stream.read(1)
+    stream.seek(0)
+    return not first
+
+
+def without_files(schema: dict, values: dict) -> dict:
+    """Values to pre-fill a form with, less its file fields: a file is evidence of this pass (a new acceptance
+    certificate after a rejected delivery), never carried over from an earlier one."""
+    out = dict(values)
+    for path, _node in file_fields(schema if isinstance(schema, dict) else {}):
+        node = out
+        for part in path[:-1]:
+            inner = node.get(part)
+            if not isinstance(inner, dict):
+                break
+            node[part] = node = dict(inner)
+        else:
+            node.pop(path[-1], None)
+    return out
+
+
+def put_values(data: dict, values: dict[str, Any]) -> dict:
+    """``data`` with each path of ``values`` (``group/file``) set, groups made as needed."""
+    out = dict(data)
+    for path, value in values.items():
+        parts = path.split("/")
+        node = out
+        for part in parts[:-1]:
+            inner = node.get(part)
+            node[part] = inner = dict(inner) if isinstance(inner, dict) else {}
+            node = inner
+        node[parts[-1]] = value
+    return out
+
+
 # --------------------------------------------------------------------------------------------- localize_error
 
 _ZH_TYPES = {"text": "文本", "a number": "数字", "a whole number": "整数", "yes or no": "是或否", "a list": "列表",
              "a group of fields": "一组字段", "null": "空值"}
 _ZH_FORMATS = {"an amount such as 1234.50 (as text)": "金额（文本格式），例如 1234.50",
-               "a date such as 2026-12-31": "日期，例如 2026-12-31"}
+               "a date such as 2026-12-31": "日期，例如 2026-12-31",
+               "a file uploaded with the form": "随表单上传的文件"}
 _ZH_FIXED = {
     "this field is required": "此项为必填项",
     "this field is not part of the form": "此字段不属于该表单",

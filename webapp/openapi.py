@@ -95,7 +95,9 @@ def _schemas() -> dict[str, Any]:
             "required": ["data"],
             "additionalProperties": False,
             "properties": {
-                "data": {"type": "object", "description": "The form's fields. Amounts as text, dates as YYYY-MM-DD."},
+                "data": {"type": "object", "description": "The form's fields. Amounts as text, dates as YYYY-MM-DD. A "
+                         "file field (format data-url) takes the reference of a file already uploaded to the "
+                         "contract (data:<type>;name=…;size=…;sha256=…,); the API takes no file bytes."},
                 "expected_version": {
                     "type": ["integer", "null"],
                     "description": "The instance_version the caller saw; if the contract moved on since, the "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,7 +66,7 @@ def _positive(name: str, kind: type[int] | type[float]) -> int | float | None:
         number = kind(value)
     except ValueError:
         raise ValueError(f"{name} must be a positive number, not {value!r}") from None
-    if number <= 0:
+    if not number > 0 or not math.isfinite(number):  # NaN and infinity pass float() but are no setting
         raise ValueError(f"{name} must be a positive number, not {value!r}")
     return number
 
@@ -107,3 +108,49 @@ def remind_interval() -> timedelta:
     default 240)."""
     minutes = _positive("LVYUE_REMIND_INTERVAL_MINUTES", float)
     return timedelta(minutes=240 if minutes is None else minutes)
+
+
+# file types an attachment may have: short name in LVYUE_ATTACHMENTS_TYPES -> the content type Lvyue recognises
+ATTACHMENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "jpeg": "image/jpeg", "eml": "message/rfc822"}
+
+
+@dataclass(frozen=True)
+class AttachmentSettings:
+    """Limits of uploaded files and where they are kept: a local folder, or S3-compatible object storage when a
+    bucket is named. The form's own ``x-attachment`` limits can only narrow these."""
+
+    max_bytes: int = 20 * 2**20
+    types: tuple[str, ...] = tuple(ATTACHMENT_TYPES.values())
+    folder: Path = PROJECT_ROOT / "instance" / "attachments"
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_prefix: str = ""
+
+
+def attachment_settings() -> AttachmentSettings:
+    """From LVYUE_ATTACHMENTS_MAX_MB (20; fractions allowed), LVYUE_ATTACHMENTS_TYPES (pdf,png,jpeg,eml),
+    LVYUE_ATTACHMENTS_DIR (instance/attachments) and, for object storage, LVYUE_ATTACHMENTS_S3_BUCKET with
+    LVYUE_ATTACHMENTS_S3_ENDPOINT (unset: AWS), _S3_REGION, _S3_ACCESS_KEY, _S3_SECRET_KEY (unset: boto3's own
+    credential chain) and _S3_PREFIX (a key prefix such as ``lvyue/``)."""
+    env = os.environ
+    megabytes = _positive("LVYUE_ATTACHMENTS_MAX_MB", float)
+    names = [n.strip().lower() for n in env.get("LVYUE_ATTACHMENTS_TYPES", "").split(",") if n.strip()]
+    unknown = [n for n in names if n not in ATTACHMENT_TYPES]
+    if unknown:
+        raise ValueError(f"LVYUE_ATTACHMENTS_TYPES: unknown type {unknown[0]!r}; "
+                         f"choose from {', '.join(ATTACHMENT_TYPES)}")
+    default = AttachmentSettings()
+    return AttachmentSettings(
+        max_bytes=default.max_bytes if megabytes is None else max(1, int(megabytes * 2**20)),
+        types=tuple(ATTACHMENT_TYPES[n] for n in names) if names else default.types,
+        folder=Path(env.get("LVYUE_ATTACHMENTS_DIR") or default.folder),
+        s3_bucket=env.get("LVYUE_ATTACHMENTS_S3_BUCKET", "").strip() or None,
+        s3_endpoint=env.get("LVYUE_ATTACHMENTS_S3_ENDPOINT", "").strip() or None,
+        s3_region=env.get("LVYUE_ATTACHMENTS_S3_REGION", "").strip() or None,
+        s3_access_key=env.get("LVYUE_ATTACHMENTS_S3_ACCESS_KEY") or None,
+        s3_secret_key=env.get("LVYUE_ATTACHMENTS_S3_SECRET_KEY") or None,
+        s3_prefix=env.get("LVYUE_ATTACHMENTS_S3_PREFIX", "").strip(),
+    )

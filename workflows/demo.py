@@ -27,7 +27,7 @@ from models import Instance
 
 from .clock import Clock, FrozenClock
 from .runtime import Runtime
-from .services import accounts, instances, tasks, timers
+from .services import accounts, attachments, instances, tasks, timers
 from .services.accounts import UserView
 from .services.errors import NotFound, ServiceError
 
@@ -35,6 +35,34 @@ DEMO_WORKER = "worker"
 TERMS = ("标准销售合同条款（2024 版）：质保 12 个月，争议提交上海仲裁委员会仲裁。\n"
          "Standard sales terms (2024 edition): 12-month warranty; disputes go to the Shanghai Arbitration "
          "Commission.")
+
+
+def sample_pdf(*lines: str) -> bytes:
+    """A one-page PDF showing ``lines`` (ASCII; anything else becomes ?): the demo's signed contracts and
+    acceptance certificates, and test files."""
+    def text(line: str) -> str:
+        line = line.encode("ascii", "replace").decode()
+        return line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    stream = "BT /F1 14 Tf 72 770 Td 20 TL " + " ".join(f"({text(line)}) '" for line in lines) + " ET"
+    objects = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 4 0 R >> >> "
+               "/Contents 5 0 R >>", "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+               f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream"]
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("ascii")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode("ascii")
+    out += "".join(f"{offset:010d} 00000 n \n" for offset in offsets).encode("ascii")
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode("ascii")
+    return out
+
+
+def _certificate(case: _Case, day: str) -> dict[str, tuple[str, bytes]]:
+    return {"acceptance_certificate": ("acceptance-certificate.pdf", sample_pdf(
+        "Acceptance certificate", f"Customer: {case.customer}", f"Accepted on {day}"))}
 
 
 def _ago(days: float = 0, hours: float = 0) -> timedelta:
@@ -110,14 +138,23 @@ class _Seeder:
                                f"{case.business_key} (open: {', '.join(sorted(found)) or 'nothing'})")
         return found[spec_id]
 
-    def act(self, case: _Case, ago: timedelta, spec_id: str, username: str, data: dict[str, Any]) -> None:
-        self._add(ago, f"{spec_id} {case.customer}",
-                  lambda: tasks.complete(self.rt, self.task(case, spec_id).id, self.user(username), data))
+    def act(self, case: _Case, ago: timedelta, spec_id: str, username: str, data: dict[str, Any],
+            files: dict[str, tuple[str, bytes]] | None = None) -> None:
+        """Complete ``spec_id``; ``files`` (field: (name, bytes)) are uploaded first, as the task form would."""
+        def run() -> None:
+            task_id, user = self.task(case, spec_id).id, self.user(username)
+            refs = {field: attachments.attach_file(self.rt, task_id, user, field, name, content)
+                    for field, (name, content) in (files or {}).items()}
+            tasks.complete(self.rt, task_id, user, {**data, **refs})
+
+        self._add(ago, f"{spec_id} {case.customer}", run)
 
     def contract(self, case: _Case, at: tuple[timedelta, ...], contract_no: str, plan: list[dict[str, str]],
-                 sign_by: str, customer_signatory: str | None = None, filing_no: str | None = None) -> None:
+                 sign_by: str, customer_signatory: str | None = None, filing_no: str | None = None,
+                 purchase_order: str | None = None) -> None:
         """The contract stage at the moments in ``at``: the starter drafts, legal checks, the manager signs for the
-        company, then (with a signatory) the customer signs and (with a number) legal files it."""
+        company, then (with a signatory) the customer signs — or, given a ``purchase_order``, confirms the order in
+        writing instead — with the evidence attached, and (with a number) legal files it."""
         drafted, checked, company, *rest = at
         self.act(case, drafted, "draft_contract", case.starter, {
             "contract_no": contract_no, "contract_terms": TERMS, "payment_plan": plan, "sign_by": sign_by})
@@ -125,8 +162,15 @@ class _Seeder:
         self.act(case, company, "sign_company", "mgr1", {"company_signatory": "刘洋 Liu Yang",
                                                          "company_signed_on": self.date(company)})
         if customer_signatory:
-            self.act(case, rest[0], "customer_signature", case.starter, {
-                "customer_signatory": customer_signatory, "customer_signed_on": self.date(rest[0])})
+            signed = {"deal_confirmation": "signed_contract", "customer_signatory": customer_signatory,
+                      "customer_signed_on": self.date(rest[0])}
+            evidence = (f"{contract_no}-signed.pdf", sample_pdf(f"Contract {contract_no}", "Signed by both parties",
+                                                                 f"Customer signatory: {customer_signatory}"))
+            if purchase_order:
+                signed.update(deal_confirmation="written_confirmation", confirmation_reference=purchase_order)
+                evidence = (f"{contract_no}-purchase-order.pdf", sample_pdf(
+                    "Purchase order (confirmed by e-mail)", f"Confirms the order of contract {contract_no}"))
+            self.act(case, rest[0], "customer_signature", case.starter, signed, files={"customer_evidence": evidence})
         if filing_no:
             self.act(case, rest[1], "file_contract", "legal1", {"filing_no": filing_no, "filed_on": self.date(rest[1])})
 
@@ -298,7 +342,8 @@ def _script(d: _Seeder) -> None:
     d.act(qingdao, _ago(18, 4), "manager_review", "mgr1", _decision("manager"))
     d.contract(qingdao, (_ago(16, 3), _ago(15, 5), _ago(14, 4), _ago(12, 2), _ago(11, 5)), f"HT-{year}-0296",
                _plan(amount, [(30, d.day(20)), (70, d.day(50))]), sign_by=d.day(-10),
-               customer_signatory="马国栋 Ma Guodong", filing_no=f"BA-{year}-0211")
+               customer_signatory="马国栋 Ma Guodong", filing_no=f"BA-{year}-0211",
+               purchase_order="采购订单 PO-HD-0412（邮件确认 e-mail confirmation）")
 
     # 9. Collection: delivered and accepted, the first installment paid, the second one due now; finance
     #    (fin1) holds the payment task.
@@ -316,7 +361,8 @@ def _script(d: _Seeder) -> None:
                sign_by=d.day(-35), customer_signatory="黄建华 Huang Jianhua", filing_no=f"BA-{year}-0187")
     d.act(wuhan, _ago(28, 4), "execute_delivery", "dlv1", {
         "delivered_on": d.date(_ago(28, 4)), "delivery_note": "两台机器人已到厂安装 Both robots installed on site"})
-    d.act(wuhan, _ago(25, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"})
+    d.act(wuhan, _ago(25, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"},
+          files=_certificate(wuhan, d.date(_ago(25, 3))))
     d.act(wuhan, _ago(24, 5), "service_onboarding", "svc1", {"service_contact": "吴芳 Wu Fang",
                                                             "warranty_until": d.day(-28 + 365)})
     d.act(wuhan, _ago(18, 4), "record_payment", "fin1", {
@@ -337,7 +383,8 @@ def _script(d: _Seeder) -> None:
     d.contract(east, (_ago(67, 4), _ago(66, 3), _ago(65, 5), _ago(64, 2), _ago(63, 4)), f"HT-{year}-0201", plan,
                sign_by=d.day(-63), customer_signatory="钱立新 Qian Lixin", filing_no=f"BA-{year}-0142")
     d.act(east, _ago(56, 5), "execute_delivery", "dlv1", {"delivered_on": d.date(_ago(56, 5))})
-    d.act(east, _ago(54, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"})
+    d.act(east, _ago(54, 3), "customer_acceptance", "rep1", {"acceptance": "accepted"},
+          files=_certificate(east, d.date(_ago(54, 3))))
     d.act(east, _ago(53, 4), "service_onboarding", "svc1", {"service_contact": "吴芳 Wu Fang",
                                                            "warranty_until": d.day(-56 + 365)})
     d.act(east, _ago(49, 5), "record_payment", "fin1", {

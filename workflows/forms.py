@@ -4,15 +4,23 @@ Every completion goes through here, whatever the browser checked. Errors come ba
 such as ``line_items/0/unit_price``) so the page can show them next to the field. Money fields
 (``"format": "money"``) become ``Decimal``; keys that would confuse the engine's serializer
 (``typename``) or look like Python internals (``__x``) are refused, as are fields the form does not have.
+
+File fields are what SpiffArena draws, ``{"type": "string", "format": "data-url"}``, optionally with
+``"x-attachment": {"accept": [content types], "maxBytes": n}``. Where SpiffArena keeps the whole file in
+the task data as a data URL, Lvyue keeps a data URL *without* the bytes that names the stored file by its
+SHA-256 (``file_reference``); here only its shape is checked, ``services/attachments.py`` checks that the
+file was really uploaded to the contract.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote, unquote
 
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
@@ -32,6 +40,13 @@ def _is_money(value: object) -> bool:
     if not isinstance(value, str):
         return True  # the type keyword reports non-strings
     return MONEY_RE.fullmatch(value) is not None
+
+
+@_formats.checks("data-url")
+def _is_file_reference(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    return parse_reference(value) is not None
 
 
 @_formats.checks("date", raises=ValueError)
@@ -54,7 +69,8 @@ def _path(parts) -> str:
     return "/".join(str(p) for p in parts)
 
 
-_FORMAT_TEXT = {"money": "an amount such as 1234.50 (as text)", "date": "a date such as 2026-12-31"}
+_FORMAT_TEXT = {"money": "an amount such as 1234.50 (as text)", "date": "a date such as 2026-12-31",
+                "data-url": "a file uploaded with the form"}
 
 
 def _friendly(err: ValidationError) -> tuple[str, str]:
@@ -183,3 +199,132 @@ def to_form_values(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     return value
+
+
+# --------------------------------------------------------------------------------------------- file fields
+
+# data:<type>;name=<percent-encoded name>;size=<bytes>;sha256=<hex>,  — a data URL whose data is empty
+_REFERENCE_RE = re.compile(r"data:(?P<type>[a-z0-9][a-z0-9.+-]{0,60}/[a-z0-9][a-z0-9.+-]{0,60});"
+                           r"name=(?P<name>[A-Za-z0-9%._~-]{1,2000});size=(?P<size>0|[1-9][0-9]{0,14});"
+                           r"sha256=(?P<sha256>[0-9a-f]{64}),")
+ATTACHMENT_KEYWORD = "x-attachment"
+KNOWN_FILE_TYPES = ("application/pdf", "image/png", "image/jpeg", "message/rfc822")
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """What task data holds for an uploaded file."""
+
+    sha256: str
+    name: str
+    size: int
+    content_type: str
+
+    def __str__(self) -> str:
+        return file_reference(self.sha256, self.name, self.size, self.content_type)
+
+
+def file_reference(sha256: str, name: str, size: int, content_type: str) -> str:
+    return f"data:{content_type};name={quote(name, safe='')};size={int(size)};sha256={sha256},"
+
+
+def parse_reference(value: Any) -> FileRef | None:
+    """The file a reference names, or None for anything else (a data URL with the bytes in it, say)."""
+    if not isinstance(value, str):
+        return None
+    found = _REFERENCE_RE.fullmatch(value)
+    if found is None:
+        return None
+    try:
+        name = unquote(found["name"], errors="strict")
+    except UnicodeDecodeError:
+        return None
+    if not name or any(ord(c) < 32 for c in name):
+        return None
+    return FileRef(found["sha256"], name, int(found["size"]), found["type"])
+
+
+def is_file_field(schema: Any) -> bool:
+    return isinstance(schema, dict) and schema.get("format") == "data-url" and schema.get("type") in (None, "string")
+
+
+def file_fields(schema: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], dict]]:
+    """The file fields of a form, as (path, schema node), in its objects and nested groups (not in list rows)."""
+    out: list[tuple[tuple[str, ...], dict]] = []
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict):
+        return out
+    for key, node in props.items():
+        if is_file_field(node):
+            out.append(((*path, key), node))
+        elif isinstance(node, dict) and isinstance(node.get("properties"), dict):
+            out.extend(file_fields(node, (*path, key)))
+    return out
+
+
+def attachment_rules(node: dict, types: tuple[str, ...], max_bytes: int) -> tuple[tuple[str, ...], int]:
+    """The content types and size a file field takes: the server's limits, narrowed by the form's own."""
+    rules = node.get(ATTACHMENT_KEYWORD) if isinstance(node, dict) else None
+    rules = rules if isinstance(rules, dict) else {}
+    accept = rules.get("accept")
+    if isinstance(accept, list):
+        types = tuple(t for t in types if t in accept)
+    limit = rules.get("maxBytes")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        max_bytes = min(max_bytes, limit)
+    return types, max_bytes
+
+
+def file_field_problems(schema: Any) -> list[str]:
+    """Deploy-time checks of file fields: ``x-attachment`` well formed, no file fields inside list rows."""
+    problems: list[str] = []
+
+    def walk(node: Any, where: str, in_list: bool) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, where, in_list)
+            return
+        if not isinstance(node, dict):
+            return
+        if ATTACHMENT_KEYWORD in node or is_file_field(node):
+            problems.extend(f"{where or 'the form'}: {p}" for p in _attachment_problems(node, in_list))
+        for key, child in node.items():
+            if key in ("items", "prefixItems", "contains"):
+                walk(child, f"{where}/{key}", True)
+            elif key != ATTACHMENT_KEYWORD:
+                walk(child, f"{where}/{key}" if key != "properties" else where, in_list)
+
+    walk(schema, "", False)
+    for path, _ in file_fields(schema):
+        if len("/".join(path)) > MAX_FILE_FIELD_PATH:
+            problems.append(f"the file field '{'/'.join(path)[:60]}…' has a path longer than {MAX_FILE_FIELD_PATH} "
+                            "characters; give it a shorter name")
+    return problems
+
+
+MAX_FILE_FIELD_PATH = 200  # attachments.field
+
+
+def _attachment_problems(node: dict, in_list: bool) -> list[str]:
+    out = []
+    if in_list and is_file_field(node):
+        out.append("file fields inside list rows are not supported; put the file field beside the list")
+    if ATTACHMENT_KEYWORD not in node:
+        return out
+    if not is_file_field(node):
+        out.append(f"'{ATTACHMENT_KEYWORD}' belongs on a file field: "
+                   '{"type": "string", "format": "data-url"}')
+    rules = node[ATTACHMENT_KEYWORD]
+    if not isinstance(rules, dict):
+        return [*out, f"'{ATTACHMENT_KEYWORD}' must be an object with 'accept' and/or 'maxBytes'"]
+    unknown = sorted(set(rules) - {"accept", "maxBytes"})
+    if unknown:
+        out.append(f"'{ATTACHMENT_KEYWORD}' has unknown keys: {', '.join(map(str, unknown))[:200]}")
+    accept = rules.get("accept")
+    if "accept" in rules and (not isinstance(accept, list) or not accept
+                              or not all(isinstance(t, str) and t in KNOWN_FILE_TYPES for t in accept)):
+        out.append(f"'{ATTACHMENT_KEYWORD}.accept' must list content types among {', '.join(KNOWN_FILE_TYPES)}")
+    limit = rules.get("maxBytes")
+    if "maxBytes" in rules and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        out.append(f"'{ATTACHMENT_KEYWORD}.maxBytes' must be a positive whole number of bytes")
+    return out
