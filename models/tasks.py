@@ -31,6 +31,8 @@ class TaskRow(Base):
     completed_at: Mapped[datetime | None]
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     team: Mapped[str | None] = mapped_column(String(80))  # the contract's team (never changes): team queues
+    # set while a substitute holds the task for this away user (models/substitutes.py); kept once completed
+    on_behalf_of_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     __table_args__ = (
         Index("ix_tasks_queue", "status", "role", "due_at"),
@@ -40,6 +42,7 @@ class TaskRow(Base):
         Index("ix_tasks_four_eyes", "instance_id", "spec_id", "completed_by_id"),
         # who last did this step of this contract (a send-back goes back to them): the newest row, not a scan
         Index("ix_tasks_last_done", "instance_id", "spec_id", "completed_at", "id"),
+        Index("ix_tasks_on_behalf", "status", "on_behalf_of_id"),  # open tasks held for an away user (the sweep)
     )
 
 

@@ -127,15 +127,50 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("task.batch_confirm", "GET"): Route("/tasks/batch?ids={task}", everyone_logged_in(200)),
     ("task.batch_approve", "POST"): Route("/tasks/batch", web({"sup1"}, 200), {"ids": "{task}", "comment": "ok"},
                                           mutates=True),
+    # withdraw (撤回): only who completed the step; return (驳回到指定节点): only who may complete the open task
+    ("rewind.withdraw", "POST"): Route("/tasks/{done}/withdraw", web({"rep1"}, Redirect("/tasks/")),
+                                       {"version": "{version}"}, mutates=True),
+    ("rewind.return_to", "POST"): Route("/tasks/{task}/return", web({"sup1"}, Redirect("/contracts/{key}")),
+                                        {"target": "prepare_quote", "comment": "recheck the prices",
+                                         "version": "{version}"}, mutates=True),
+    # added signers (加签): who may complete {task} asks for opinions or approves and adds sup4 (an east supervisor
+    # who is no principal); {opinion} is sup1's question to legal1 on review {asked}, which sup1 holds
+    ("signers.ask", "POST"): Route("/tasks/{task}/opinions", web({"sup1"}, Redirect("/tasks/{task}")),
+                                   {"to": "legal1", "question": "terms ok?"}, mutates=True),
+    ("signers.add_approver", "POST"): Route("/tasks/{task}/add-approver", web({"sup1"}, Redirect("/tasks")),
+                                            {"to": "sup4", "f.supervisor_decision": "approve",
+                                             "version": "{version}"}, mutates=True),
+    ("signers.index", "GET"): Route("/opinions", everyone_logged_in(200)),
+    ("signers.show", "GET"): Route("/opinions/{opinion}",
+                                   web({"legal1", "sup1", "mgr1", "dir1", "audit1", "admin"}, 200)),
+    ("signers.answer", "POST"): Route("/opinions/{opinion}/answer", web({"legal1"}, Redirect("/opinions")),
+                                      {"agrees": "agree", "answer": "fine"}, mutates=True),
+    ("signers.withdraw", "POST"): Route("/opinions/{opinion}/withdraw", web({"sup1"}, Redirect("/tasks/{asked}")),
+                                        mutates=True),
     ("task.complete", "POST"): Route("/tasks/{task}/complete", web({"sup1"}, Redirect("/tasks")),
                                      {"f.supervisor_decision": "approve", "version": "{version}"}, mutates=True),
     ("start.index", "GET"): Route("/start", everyone_logged_in(200)),
     ("start.start", "POST"): Route("/start/quote_to_cash", web(REPS, Redirect("/tasks/")), mutates=True),
+    # a contract's file: those who may see the contract are told there is no such file (404), the rest are refused
+    # alike whether it exists or not (tests/test_attachments.py reads real files as every role)
+    ("attachments.download", "GET"): Route("/attachments/{key}/" + "0" * 64,
+                                           web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 404)),
     ("contracts.index", "GET"): Route("/contracts", everyone_logged_in(200)),
     ("contracts.show", "GET"): Route("/contracts/{key}",
                                      web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200)),
     ("inbox.index", "GET"): Route("/inbox", everyone_logged_in(200)),
     ("inbox.read", "POST"): Route("/inbox/read", everyone_logged_in(Redirect("/inbox"))),
+    # substitutes (委托): one's own time away, naming dir1 (who may not name themselves); {away} is rep2's range,
+    # which nobody else may end (404: not even whose it is); who is away is for the supervisory roles
+    ("away.mine", "GET"): Route("/me/away", everyone_logged_in(200)),
+    ("away.create", "POST"): Route("/me/away", web(LOGGED_IN - {"dir1"}, Redirect("/me/away"), denied=422),
+                                   # a later day: the scratch database's users must not be away now (a task is
+                                   # not reassigned to someone away)
+                                   {"substitute": "dir1", "first_day": "2026-12-21", "last_day": "2026-12-21",
+                                    "reason": "leave"}, mutates=True),
+    ("away.cancel", "POST"): Route("/me/away/{away}/cancel", web({"rep2"}, Redirect("/me/away"), denied=404),
+                                   mutates=True),
+    ("away.team", "GET"): Route("/away", web(SUPERVISORY, 200)),
     ("status.index", "GET"): Route("/status", everyone_logged_in(200)),
     ("compliance.explorer", "GET"): Route("/compliance/", compliance_only()),
     ("compliance.instance", "GET"): Route("/compliance/contracts/{key}", compliance_only()),
@@ -184,8 +219,15 @@ def build_world(rt: Runtime) -> tuple[dict[str, Any], dict[str, str]]:
     """The accounts of the principals, and real objects for every URL parameter (``build_objects``)."""
     for name, roles in (("rep3", ["sales_rep"]), ("sup2", ["supervisor"])):
         accounts.create_user(rt, name, accounts.DEMO_PASSWORD, roles, team="west")
+    accounts.create_user(rt, "sup4", accounts.DEMO_PASSWORD, ["supervisor"], team="east")  # added after sup1 (加签)
     ids: dict[str, Any] = {"rep1_id": accounts.get_user(rt, "rep1").id,
                            "deployment": deployments.latest_deployment_id(rt, "quote_to_cash")}
+    from datetime import date
+
+    from workflows.services import substitutes  # rep2 away in December (nothing moves now), rep1 standing in
+
+    ids["away"] = substitutes.create(rt, accounts.get_user(rt, "rep2"), "rep1", date(2026, 12, 1),
+                                     date(2026, 12, 2), "leave").id
     for name, roles, team in SERVICE_ACCOUNTS:
         ids[f"{name}_id"] = accounts.add_user(rt, None, name, None, roles, team=team, service_account=True).id
     return ids, build_objects(rt, ids)
@@ -209,6 +251,14 @@ def build_objects(rt: Runtime, ids: dict[str, Any]) -> dict[str, str]:
     open_one = prepared()
     review = open_one.task("supervisor_review")
     ids.update(key=open_one.view().business_key, task=review.id, version=review.instance_version)
+    with rt.read() as s:  # {done}: the quote rep1 prepared for {key}, which rep1 may still withdraw
+        ids["done"] = s.scalar(select(TaskRow.id).where(TaskRow.instance_id == open_one.id,
+                                                        TaskRow.spec_id == "prepare_quote"))
+    from workflows.services import countersign  # {opinion}: sup1 asked legal1 about review {asked}
+
+    ids["asked"] = prepared().task("supervisor_review").id
+    ids["opinion"] = countersign.ask_opinions(rt, ids["asked"], accounts.get_user(rt, "sup1"), ["legal1"],
+                                              "terms ok?").opinion_ids[0]
     for placeholder, holder in (("held", "sup1"), ("api_held", "api_sup")):
         held = prepared().task("supervisor_review")
         tasks.claim(rt, held.id, accounts.get_user(rt, holder))
@@ -394,6 +444,8 @@ def task_actions(task_id: int) -> list[tuple[str, str, dict[str, Any]]]:
             ("POST", f"/tasks/{task_id}/complete", {"f.supervisor_decision": "approve", "version": "1"}),
             ("POST", f"/tasks/{task_id}/reassign", {"to": "rep3", "reason": "mine now"}),
             ("POST", f"/tasks/{task_id}/remind", {"message": "hurry"}),
+            ("POST", f"/tasks/{task_id}/opinions", {"to": "rep3", "question": "ok?"}),
+            ("POST", f"/tasks/{task_id}/add-approver", {"to": "rep3", "f.supervisor_decision": "approve"}),
             ("POST", f"/tasks/{task_id}/unclaim", {})]
 
 

@@ -45,8 +45,14 @@ MATRIX: dict[str, tuple[str, str, dict, dict[str, int]]] = {
     "contracts.index": ("GET", "/contracts", {}, _expect(set(ALL), 200, 200)),
     "contracts.show": ("GET", "/contracts/{key}", {},
                        _expect({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200, 403)),
+    "attachments.download": ("GET", "/attachments/{key}/" + "0" * 64, {},
+                             _expect({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 404, 403)),
     "inbox.index": ("GET", "/inbox", {}, _expect(set(ALL), 200, 200)),
     "inbox.read": ("POST", "/inbox/read", {}, _expect(set(ALL), 302, 302)),
+    "away.mine": ("GET", "/me/away", {}, _expect(set(ALL), 200, 200)),
+    "away.create": ("POST", "/me/away", {"substitute": "dir1", "first_day": "2026-11-23", "last_day": "2026-11-23"},
+                    _expect(set(ALL) - {"dir1"}, 302, 422)),  # nobody names themselves
+    "away.team": ("GET", "/away", {}, _expect(SUPERVISORY, 200, 403)),
     "status.index": ("GET", "/status", {}, _expect(set(ALL), 200, 200)),
     "status.healthz": ("GET", "/healthz", {}, _expect(set(ALL), 200, 200)),
     "auth.login": ("GET", "/login", {}, _expect(set(ALL), 302, 302)),  # logged in: sent to the queue
@@ -114,5 +120,10 @@ EXTRA_ROLE_TESTS: dict[str, str] = {
     "api.complete": "test_api.py", "api.start": "test_api.py", "api.get_instance": "test_api.py",
     "api.openapi": "test_api.py", "api.unclaim": "test_api.py", "api.reassign": "test_api.py",
     "task.remind_holder": "test_remind.py",
+    "signers.ask": "test_countersign.py", "signers.add_approver": "test_countersign.py",
+    "signers.index": "test_countersign.py", "signers.show": "test_countersign.py",
+    "signers.answer": "test_countersign.py", "signers.withdraw": "test_countersign.py",
+    "away.cancel": "test_substitutes.py",
     "task.batch_confirm": "test_batch.py", "task.batch_approve": "test_batch.py",
+    "rewind.withdraw": "test_rewind.py", "rewind.return_to": "test_rewind.py",
 }

@@ -78,8 +78,14 @@ def _init_errors(app: Flask) -> None:
     def _service(err: ServiceError):
         return render_error(err.status, err.message, err.code, getattr(err, "errors", None))
 
-    for code in (403, 404, 405, 413, 429, 500):
+    for code in (403, 404, 405, 429, 500):
         app.register_error_handler(code, lambda err, code=code: render_error(code, None))
+
+    @app.errorhandler(413)
+    def _too_large(err):
+        from .views.attachments import too_large_message  # a task form's files: say what the limit is
+
+        return render_error(413, too_large_message())
 
 
 def _init_guards(app: Flask) -> None:

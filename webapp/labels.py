@@ -28,6 +28,12 @@ _ACTIONS = {
     "escalation": N_("escalated"), "timer_error": N_("timer failed"), "return": N_("returned to its author"),
     "four_eyes_override": N_("overrode the four-eyes rule"), "viewed": N_("viewed"), "deploy": N_("deployed"),
     "remind": N_("sent a reminder about"),
+    "substitute": N_("handed to a substitute"), "substitute_end": N_("handed back from a substitute"),
+    "away_set": N_("set a time away"), "away_cancel": N_("cancelled a time away"),
+    "attach": N_("attached a file to"),
+    "opinion_asked": N_("asked for opinions on"), "opinion_answered": N_("gave an opinion on"),
+    "opinion_withdrawn": N_("withdrew a question on"), "countersign": N_("approved and added an approver to"),
+    "withdraw": N_("withdrew"), "return_to_step": N_("returned the contract from"),
 }
 _STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
              "error": N_("error")}

@@ -13,7 +13,7 @@ import click
 
 from . import config
 from .runtime import Runtime
-from .services import accounts, deployments, instances, integrity, mail, tasks, timers
+from .services import accounts, attachments, deployments, instances, integrity, mail, substitutes, tasks, timers
 from .services.errors import DeployRefused, InvalidInput, ServiceError
 
 
@@ -195,12 +195,28 @@ def claim(ctx: click.Context, task_id: int, username: str) -> None:
 @click.option("--as", "username", required=True)
 @click.option("--data", default=None, help="Form data as JSON, or @file.json.")
 @click.option("--version", "expected_version", type=int, default=None, help="Fail if the instance moved on.")
+@click.option("--file", "files", multiple=True, metavar="FIELD=PATH",
+              help="Upload a file into a file field of the form first, e.g. customer_evidence=signed.pdf.")
 @click.pass_context
-def complete(ctx: click.Context, task_id: int, username: str, data: str | None, expected_version: int | None) -> None:
+def complete(ctx: click.Context, task_id: int, username: str, data: str | None, expected_version: int | None,
+             files: tuple[str, ...]) -> None:
     """Complete a task with its form data (validated against the task's form)."""
     rt = _runtime(ctx)
+    values = _json_arg(data)
+    uploads = []
+    for item in files:
+        field, _, path = item.partition("=")
+        if not field or not path:
+            raise click.BadParameter(f"{item!r}: give FIELD=PATH", param_hint="--file")
+        try:
+            uploads.append((field, Path(path).name, Path(path).read_bytes()))
+        except OSError as err:
+            raise click.BadParameter(f"cannot read {path}: {err}", param_hint="--file") from err
     try:
-        result = tasks.complete(rt, task_id, accounts.get_user(rt, username), _json_arg(data), expected_version)
+        user = accounts.get_user(rt, username)
+        for field, name, content in uploads:  # kept first, then named in the data by their reference
+            values[field] = attachments.attach_file(rt, task_id, user, field, name, content)
+        result = tasks.complete(rt, task_id, user, values, expected_version)
     except ServiceError as err:
         _fail(err)
     click.echo(f"completed task {task_id}; instance {result.instance_id} is {result.instance_status} "
@@ -268,10 +284,11 @@ def _pause(rt: Runtime, started: datetime, interval: float) -> float:
 
 
 def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):
-    """One round of the worker: fire due timers, send due mail (if SMTP is set), anchor the audit chains
-    when an anchor is due. A mail or anchor failure is logged and does not stop the timers; the next round
-    retries. A failure of one timer is recorded against it by ``fire_due_timers``; should the pass itself
-    fail (the database is away), it is logged, the report is None, and the rest of the round still runs."""
+    """One round of the worker: fire due timers, hand tasks to and back from substitutes, send due mail (if
+    SMTP is set), anchor the audit chains when an anchor is due. A substitutes, mail or anchor failure is logged
+    and does not stop the timers; the next round retries. A failure of one timer is recorded against it by
+    ``fire_due_timers``; should the pass itself fail (the database is away), it is logged, the report is None,
+    and the rest of the round still runs."""
     log = logging.getLogger("lvyue.worker")
     try:
         report = timers.fire_due_timers(rt, worker=name)
@@ -281,6 +298,12 @@ def _worker_pass(rt: Runtime, smtp: config.SmtpSettings, name: str):
     if report is not None and (report.fired or report.errors):
         log.info("fired %d timer(s) on %d instance(s); %d error(s), %d conflict(s)", report.fired,
                  report.instances, report.errors, report.conflicts)
+    try:  # away ranges that started or ended: their tasks to the substitute and back (services/substitutes.py)
+        swept = substitutes.apply_due(rt)
+        if swept.changed:
+            log.info("substitutes: %s", swept)
+    except Exception:  # noqa: BLE001 - as for mail: the next round retries
+        log.exception("handing tasks to or back from substitutes failed")
     try:
         anchored = integrity.anchor_if_due(rt, config.anchor_interval())
         if anchored:

@@ -22,7 +22,7 @@ from models import Instance, TaskRow
 from workflows.services import accounts
 from workflows.services.timers import fire_due_timers
 
-from ..flow import Flow
+from ..flow import CERTIFICATE_PDF, SIGNED_PDF, Flow
 from .conftest import log_in
 
 CUSTOMER = "华南精密 South China Precision"
@@ -45,13 +45,20 @@ def open_task_id(rt, spec_id: str, instance_id: int | None = None) -> int:
 
 
 def field(page: Page, name: str):
-    """The input (or textarea/select) of a form field, by its posted name: ``field(page, "line_items.0.quantity")``."""
-    return page.locator(f'[name="f.{name}"]')
+    """The input (or textarea/select) of a form field, by its posted name: ``field(page, "line_items.0.quantity")``.
+    The task's own form comes first on the page (a reviewer's add-an-approver form below repeats its comment)."""
+    return page.locator(f'[name="f.{name}"]').first
 
 
 def cell_error(page: Page, name: str):
     """The error shown in the list-row cell of a field."""
     return page.locator("td.has-error", has=field(page, name)).locator(".field-error")
+
+
+def attach(page: Page, name: str, filename: str, content: bytes, mime: str = "application/pdf") -> None:
+    """Choose a file for the file field ``name`` (its <input type=file> is named upload.<name>)."""
+    page.locator(f'input[type=file][name="upload.{name}"]').set_input_files(
+        {"name": filename, "mimeType": mime, "buffer": content})
 
 
 def choose(page: Page, name: str, value: str) -> None:
@@ -261,7 +268,7 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
     submit(fin)
     expect(fin.locator("[data-problem]")).to_be_visible()
     expect(field(fin, "finance_comment")).to_have_value("付款条件可接受 Payment terms acceptable")
-    expect(fin.locator('input[name="f.finance_decision"][value="approve"]')).to_be_checked()
+    expect(fin.locator('input[type=radio][name="f.finance_decision"][value="approve"]')).to_be_checked()
     shot(fin, "10-conflict")
     submit(fin)  # the page now carries the current version: sending it again goes through
     expect_done(fin)
@@ -313,8 +320,10 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
     expect_done(mgr)
 
     open_from_queue(rep, "roles", open_task_id(rt, "customer_signature", instance_id))
+    choose(rep, "deal_confirmation", "signed_contract")
     field(rep, "customer_signatory").fill("黄总 Mr Huang")
     field(rep, "customer_signed_on").fill("2026-11-26")
+    attach(rep, "customer_evidence", "signed-contract.pdf", SIGNED_PDF)
     submit(rep)
     expect_done(rep)
 
@@ -333,6 +342,7 @@ def test_contract_from_quote_to_last_payment(rt, clock, new_page, page_as, shot)
 
     open_from_queue(rep, "roles", open_task_id(rt, "customer_acceptance", instance_id))
     choose(rep, "acceptance", "accepted")
+    attach(rep, "acceptance_certificate", "验收单.pdf", CERTIFICATE_PDF)
     submit(rep)
     expect_done(rep)
 

@@ -2,14 +2,18 @@
 
 from .admin import bp as admin_bp
 from .api import bp as api_bp
+from .attachments import bp as attachments_bp
 from .auth import bp as auth_bp
+from .away import bp as away_bp
 from .compliance import bp as compliance_bp
 from .contracts import bp as contracts_bp
 from .inbox import bp as inbox_bp
 from .queues import bp as queues_bp
+from .rewind import bp as rewind_bp
+from .signers import bp as signers_bp
 from .start import bp as start_bp
 from .status import bp as status_bp
 from .task import bp as task_bp
 
 BLUEPRINTS = [auth_bp, queues_bp, task_bp, start_bp, contracts_bp, inbox_bp, status_bp, compliance_bp, admin_bp,
-              api_bp]
+              api_bp, rewind_bp, signers_bp, attachments_bp, away_bp]

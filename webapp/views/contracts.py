@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
-from workflows.services import contract_view
+from workflows.services import attachments, contract_view, rewind
 
 from .common import me, page_arg, rt
 
@@ -16,7 +16,9 @@ bp = Blueprint("contracts", __name__)
 @login_required
 def show(key: str):
     view = contract_view.contract_view(rt(), key, me(), page=page_arg())
-    return render_template("contract.html", c=view, now=rt().clock.now())
+    return render_template("contract.html", c=view, now=rt().clock.now(),
+                           files=attachments.of_contract(rt(), key, me()),
+                           withdrawable=rewind.withdrawable(rt(), view.instance.id, me()))
 
 
 @bp.get("/contracts")

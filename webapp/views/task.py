@@ -10,26 +10,50 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from workflows.services import batch, remind, task_detail, tasks
-from workflows.services.errors import Conflict, InvalidInput, PermissionDenied, ProcessError, ServiceError
+from workflows.services.errors import (
+    Conflict,
+    InvalidInput,
+    PermissionDenied,
+    ProcessError,
+    ServiceError,
+    Unavailable,
+)
+from workflows.services.routing import explain as explain_routing
 
 from .. import formrender
 from ..i18n import get_language
 from ..i18n import gettext as _
+from .attachments import attach_uploads, file_url, files_panel
 from .common import me, rt, say
+from .rewind import back_panel
+from .signers import signers_panel
 
 bp = Blueprint("task", __name__)
 
 
 def _render(task_id: int, values: dict | None = None, errors: dict | None = None, problem: str | None = None,
-            status: int = 200, override_reason: str | None = None):
+            status: int = 200, override_reason: str | None = None, **typed):
     detail = task_detail.task_detail(rt(), task_id, me())
     lang = get_language()
     shown_errors = {k: say(v) for k, v in (errors or {}).items()}  # build_form localizes validation messages
-    form = formrender.build_form(detail.schema, detail.ui_schema, detail.values if values is None else values,
-                                 shown_errors, lang)
+    shown = formrender.without_files(detail.schema, detail.values) if values is None else values
+    form = formrender.build_form(detail.schema, detail.ui_schema, shown, shown_errors, lang,
+                                 file_url=file_url(detail.task.business_key))
     instructions = formrender.render_instructions(detail.instructions, detail.data) if detail.instructions else None
+    panels = {name: build(detail) for name, build in PANELS.items()}
     return render_template("task.html", d=detail, t=detail.task, form=form, instructions=instructions,
-                           problem=problem, now=rt().clock.now(), override_reason=override_reason), status
+                           problem=problem, now=rt().clock.now(), override_reason=override_reason,
+                           typed=typed, **panels), status
+
+
+# Extra panels of the task page, one per power tool: template variable -> function(detail) giving its content.
+# Each feature adds its own line (its template is included by task.html: _task_why, _task_signers, _task_back).
+PANELS: dict = {
+    "why": lambda detail: explain_routing(rt(), detail.task.id, me()),
+    "back": lambda detail: back_panel(detail),
+    "signers": signers_panel,
+    "files": files_panel,
+}
 
 
 @bp.get("/tasks/<int:task_id>")
@@ -122,8 +146,10 @@ _STATUS = {"forbidden": 403, "four_eyes": 403, "not_found": 404, "conflict": 409
 @login_required
 def complete(task_id: int):
     task_detail.require_visible(rt(), task_id, me())
+    schema = task_detail.form_schema(rt(), task_id)
     try:
-        data = formrender.parse_form(task_detail.form_schema(rt(), task_id), request.form)
+        data = formrender.parse_form(schema, request.form)
+        uploads = formrender.parse_uploads(schema, request.files)
     except ValueError as err:
         return _render(task_id, problem=say(str(err)), status=422)
     version = request.form.get("version", type=int)
@@ -132,6 +158,12 @@ def complete(task_id: int):
                                                        "missing its version."), status=400)
     reason = request.form.get("override_reason", "").strip() or None
     try:
+        if uploads:  # kept first, so a form sent back for its other fields keeps the files (as references)
+            data, refused = attach_uploads(task_id, data, uploads)
+            if refused:
+                return _render(task_id, values=data, errors=refused, status=422, override_reason=reason,
+                               problem=_("A file was refused and the task was not completed. Choose another file for "
+                                         "the marked field."))
         done = tasks.complete(rt(), task_id, me(), data, expected_version=version, override_reason=reason)
     except InvalidInput as err:
         if "override_reason" in err.errors:
@@ -140,7 +172,7 @@ def complete(task_id: int):
         return _render(task_id, values=data, errors=err.errors or {"": err.message},
                        problem=_("The form has errors; nothing was saved. Correct the marked fields."), status=422,
                        override_reason=reason)
-    except (Conflict, PermissionDenied, ProcessError) as err:
+    except (Conflict, PermissionDenied, ProcessError, Unavailable) as err:
         return _render(task_id, values=data, problem=say(err.message), status=err.status, override_reason=reason)
     flash(_("Done. The contract moved on."), "ok")
     mine_next = [t for t in done.new_task_ids if _may_continue(t)]

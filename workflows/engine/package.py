@@ -82,6 +82,7 @@ class UserTaskInfo:
     due_date: str | None
     four_eyes_exclude: tuple[str, ...]
     instructions: str | None
+    returnable: bool = True  # property returnable="false": withdraw and return-to-step never reopen it
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class ProcessInfo:
     user_tasks: dict[str, UserTaskInfo]
     starter_roles: tuple[str, ...] = ()
     outcomes: dict[str, str] = field(default_factory=dict)  # end event id -> business outcome
+    # process property returnBarriers: once one of these user tasks is completed, it and every step before it
+    # are closed to withdraw and return-to-step (a signed contract is not reopened)
+    return_barriers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -400,7 +404,9 @@ def _load_forms(files: dict[str, bytes], problems: list[Problem]) -> dict[str, d
                                     file=name))
             continue
         if name.endswith(".schema.json"):
-            schema_problems = _schema_problems(doc)
+            from ..forms import file_field_problems
+
+            schema_problems = _schema_problems(doc) + file_field_problems(doc)
             if schema_problems:
                 problems.extend(Problem(p, file=name) for p in schema_problems)
                 continue
@@ -575,6 +581,7 @@ def _process_info(
             due_date=due_date,
             four_eyes_exclude=exclude,
             instructions=_extension_text(node, "instructionsForEndUser"),
+            returnable=_flag(props, "returnable", True, problems, where),
         )
     all_user_tasks = set(user_tasks)
     for info in user_tasks.values():
@@ -588,6 +595,12 @@ def _process_info(
         start_form = props.get("formJsonSchemaFilename") or start_form
         if start_form:
             check_form(start, start_form, required=False)
+            from ..forms import file_fields
+
+            if start_form in forms and file_fields(forms[start_form]):
+                problems.append(Problem("a start form cannot have file fields: files are uploaded with the form of "
+                                        "a user task", file=file, element_id=start.get("id"),
+                                        element_name=start.get("name")))
         named = [r.strip() for r in props.get("starterRoles", "").split(",") if r.strip()]
         lane_role = lanes.get(lane_of_node.get(start.get("id", ""), ""), "")
         starters.extend(named or ([lane_role] if lane_role else []))
@@ -598,8 +611,26 @@ def _process_info(
                                             element_id=start.get("id"), element_name=start.get("name")))
     outcomes = {end.get("id", ""): _properties(end)["outcome"] for end in proc.iter(f"{{{BPMN_NS}}}endEvent")
                 if _properties(end).get("outcome")}
+    barriers = tuple(x.strip() for x in _properties(proc).get("returnBarriers", "").split(",") if x.strip())
+    for ref in barriers:
+        if ref not in all_user_tasks:
+            problems.append(Problem(f"returnBarriers names '{ref}', which is not a user task of this process",
+                                    file=file, line=proc.sourceline, element_id=process_id,
+                                    element_name=proc.get("name")))
     return ProcessInfo(process_id, proc.get("name") or process_id, start_form, lanes, user_tasks,
-                       tuple(dict.fromkeys(starters)), outcomes)
+                       tuple(dict.fromkeys(starters)), outcomes, barriers)
+
+
+def _flag(props: dict[str, str], name: str, default: bool, problems: list[Problem], where: dict) -> bool:
+    value = props.get(name)
+    if value is None or value.strip() == "":
+        return default
+    if value.strip().lower() in ("true", "yes"):
+        return True
+    if value.strip().lower() in ("false", "no"):
+        return False
+    problems.append(Problem(f"property '{name}' must be true or false, not '{value}'", **where))
+    return default
 
 
 def _reporter(file: str, problems: list[Problem]):

@@ -235,7 +235,7 @@ def _dossier(s, rt: Runtime, user: UserView, inst: Instance, package, events: li
     starter = s.scalar(select(User.username).where(User.id == inst.started_by_id)) if inst.started_by_id else None
     decisions = [Decision(e.at, e.actor, e.role, e.step_name or e.spec_id or "", e.spec_id or "",
                           e.data.get("form") or {}, e.data.get("changes") or {}, e.data.get("effects") or {})
-                 for e in events if e.action == "complete"]
+                 for e in events if e.action in ("complete", "countersign")]  # 后加签: an approval too
     dossier = Dossier(inst.business_key, inst.process_key, package.main.name, inst.deployment_id, version or 0,
                       inst.status, inst.stage, inst.customer_name, inst.amount, inst.team, starter, inst.started_at,
                       inst.completed_at, package.main_bpmn[1], path.done, path.current, path.flows, path.durations,

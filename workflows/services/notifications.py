@@ -111,8 +111,121 @@ TEXTS: dict[str, dict[str, tuple[str, str]]] = {
                   "  留言：{reason}\n\n"
                   "请在履约系统中尽快处理（任务 #{task_id}）。\n"),
     },
+    # services/substitutes.py: {by} is the away user (substitute) or the substitute who held it (substitute_end)
+    "substitute": {
+        "en": ("[Lvyue] You stand in for {by}: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} is away and named you as substitute. You hold this task of theirs on their behalf until "
+               "they are back.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n"
+               "  Reason:   {reason}\n\n"
+               "It is in your queue in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】您代理 {by}：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 外出期间指定您为代理人。在其返回前，您代其办理以下任务。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n"
+                  "  事由：{reason}\n\n"
+                  "任务已在您的履约任务队列中（任务 #{task_id}）。\n"),
+    },
+    "substitute_end": {
+        "en": ("[Lvyue] Back with you: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "your time away has ended. {by} held this task on your behalf; it is yours again.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n\n"
+               "It is in your queue in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】任务已交还给您：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "您的外出代理已结束。{by} 代您办理的以下任务已交还给您。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n\n"
+                  "任务已在您的履约任务队列中（任务 #{task_id}）。\n"),
+    },
+    # added signers (加签, services/countersign.py); opinion mails link to the opinion, not to the task
+    "opinion_asked": {
+        "en": ("[Lvyue] {by} asks your opinion: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} asks for your opinion before completing a task; it waits for your answer.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Question: {reason}\n\n"
+               "Answer it in Lvyue under \"Opinions asked of me\".\n"),
+        "zh-CN": ("【履约】{by} 征询您的意见：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 在办理以下任务前征询您的意见，任务将等待您的答复。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  问题：{reason}\n\n"
+                  "请在履约系统的「征询我的意见」中答复。\n"),
+    },
+    "opinion_answered": {
+        "en": ("[Lvyue] {by} gave an opinion: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} answered the question you asked about a task.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Opinion:  {position}. {reason}\n\n"
+               "Open it in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】{by} 已答复征询意见：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 已答复您就以下任务征询的意见。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  意见：{position}。{reason}\n\n"
+                  "请在履约系统中查看（任务 #{task_id}）。\n"),
+    },
+    "opinion_withdrawn": {
+        "en": ("[Lvyue] {by} withdrew a question: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} withdrew the question they asked you about a task; no answer is needed any more.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"),
+        "zh-CN": ("【履约】{by} 已撤回征询：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 已撤回就以下任务向您征询的意见，无需再答复。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"),
+    },
+    "approver_added": {
+        "en": ("[Lvyue] {by} approved and added you as an approver: {task} ({business_key})",
+               "Hello {user},\n\n"
+               "{by} approved the following task and added you as an approver after them; your decision "
+               "completes it.\n\n"
+               "  Task:     {task}\n"
+               "  Contract: {business_key}\n"
+               "  Customer: {customer}\n"
+               "  Due:      {due}\n"
+               "  Comment:  {reason}\n\n"
+               "It is in your queue in Lvyue (task #{task_id}).\n"),
+        "zh-CN": ("【履约】{by} 已批准并加签给您：{task}（{business_key}）",
+                  "{user}，您好：\n\n"
+                  "{by} 已批准以下任务，并在其后加签您审批；任务由您的决定办结。\n\n"
+                  "  任务：{task}\n"
+                  "  合同：{business_key}\n"
+                  "  客户：{customer}\n"
+                  "  截止：{due}\n"
+                  "  意见：{reason}\n\n"
+                  "任务已在您的履约任务队列中（任务 #{task_id}）。\n"),
+    },
 }
 _NONE = {"en": "-", "zh-CN": "无"}
+_POSITIONS = {"en": {True: "Agree", False: "Disagree"}, "zh-CN": {True: "同意", False: "不同意"}}
 
 
 @dataclass(frozen=True)
@@ -180,11 +293,14 @@ def render(kind: str, params: dict[str, Any], language: str, user: str = "",
         "role": role_name(params.get("role") or "", lang), "business_key": params.get("business_key") or none,
         "customer": params.get("customer") or none, "due": due or none, "task_id": params.get("task_id") or none,
         "by": params.get("by") or none, "reason": params.get("reason") or none,
+        "position": _POSITIONS[lang].get(params.get("agrees"), none),
     }
     text = body.format(**values)
     base = config.base_url()
-    if base and params.get("task_id"):
-        text += ("\nOpen: " if lang == "en" else "\n打开：") + f"{base}/tasks/{params['task_id']}\n"
+    # ``link``: a page other than the task's (one asked for an opinion may not open the task itself)
+    link = params.get("link") or (f"/tasks/{params['task_id']}" if params.get("task_id") else None)
+    if base and link:
+        text += ("\nOpen: " if lang == "en" else "\n打开：") + f"{base}{link}\n"
     return subject.format(**values)[:300], text
 
 

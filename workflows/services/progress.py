@@ -48,6 +48,12 @@ class LiveInstance:
     amount: Decimal | None = None
     team: str | None = None
 
+    @classmethod
+    def of_task_row(cls, row) -> LiveInstance:
+        """From a row of ``statements.TASK_AND_INSTANCE`` (a task and its instance)."""
+        return cls(row.instance_id, row.version, row.process_key, row.deployment_id, row.stage, row.customer_name,
+                   row.amount, row.team)
+
 
 @dataclass
 class StepOutcome:
@@ -164,7 +170,7 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
             notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalated=escalated,
                                        business_tz=rt.business_tz)
         back = {id(row) for row in returned}
-        pairs = [(task_id, row) for task_id, row in made if id(row) in back]
+        pairs = [(task_id, row) for task_id, row in made if id(row) in back and not row["on_behalf_of_id"]]
         if pairs:
             notifications.on_returned(conn, pairs, inst.id, inst.customer_name, actor_id, now,
                                       business_tz=rt.business_tz)
@@ -175,6 +181,11 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
             elif id(row) in back:
                 audit.record(s, now, "return", role=row["role"], instance_id=inst.id, task_id=task_id,
                              spec_id=row["spec_id"], data={"assignee_id": row["assignee_id"]})
+        held_for = [(task_id, row) for task_id, row in made if row["on_behalf_of_id"]]
+        if held_for:  # returned to an author who is away: their substitute holds it (services/substitutes.py)
+            from .substitutes import record_stand_ins
+
+            record_stand_ins(s, rt, now, inst.id, held_for)
     inst.version = outcome.version
     return outcome
 
@@ -187,11 +198,15 @@ def _return_to_previous_holders(conn, inst: LiveInstance, package: ProcessPackag
                   if row["assignee_id"] is None and row["spec_id"] not in package.four_eyes_specs}
     if not candidates:
         return []
+    from .substitutes import stand_in  # imported here: substitutes builds on tasks, which builds on this module
+
     returned = []
     for spec_id, row in candidates.items():
         user_id = conn.scalar(sql.PREVIOUS_HOLDER, {"instance_id": inst.id, "spec_id": spec_id})
         if user_id is not None:
-            row["assignee_id"], row["claimed_at"] = user_id, now
+            substitute = stand_in(conn, user_id, now)  # the author is away: their substitute holds it for them
+            row["assignee_id"], row["claimed_at"] = substitute or user_id, now
+            row["on_behalf_of_id"] = user_id if substitute is not None else None
             returned.append(row)
     return returned
 
@@ -245,7 +260,7 @@ def _task_row(rt: Runtime, inst: LiveInstance, package: ProcessPackage, task_id:
         raise ProcessError(f"the due date of '{info.name}' could not be computed: {err}") from err
     return dict(instance_id=inst.id, task_uuid=task_id, process_key=inst.process_key, spec_id=info.spec_id,
                 name=info.name, lane=info.lane, role=info.role, form=info.form, stage=info.stage, status="open",
-                created_at=now, due_at=due, assignee_id=None, claimed_at=None, team=inst.team)
+                created_at=now, due_at=due, assignee_id=None, claimed_at=None, team=inst.team, on_behalf_of_id=None)
 
 
 def _sync_timers(conn, inst: LiveInstance, workflow: BpmnWorkflow, dropped: list[DroppedTask],

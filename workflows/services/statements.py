@@ -8,26 +8,30 @@ parameters, executed with ``session.connection().execute(STATEMENT, params)``.
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, or_, select, update
 
-from models import AuditEvent, Instance, Step, TaskRow, Timer, User, UserRole
+from models import AuditEvent, Consultation, Instance, Step, TaskRow, Timer, User, UserRole
 
 TASK_AND_INSTANCE = (
     select(TaskRow.id, TaskRow.instance_id, TaskRow.task_uuid, TaskRow.process_key, TaskRow.spec_id, TaskRow.name,
            TaskRow.role, TaskRow.form, TaskRow.status, TaskRow.assignee_id, TaskRow.completed_by_id,
            TaskRow.completed_at, Instance.version, Instance.deployment_id, Instance.stage, Instance.customer_name,
-           Instance.amount, Instance.team)
+           Instance.amount, Instance.team, TaskRow.on_behalf_of_id)
     .join(Instance, Instance.id == TaskRow.instance_id)
     .where(TaskRow.id == bindparam("task_id"))
 )
 
 INSTANCE_STATE = select(Instance.state).where(Instance.id == bindparam("instance_id"))
 
+# a task of the given steps this user decided: completed it, or approved it and added an approver after themselves
+# (加签, services/countersign.py: the added approver completes it, the reviewer's approval is theirs all the same)
 FOUR_EYES = (
     select(TaskRow.name)
     .where(TaskRow.instance_id == bindparam("instance_id"),
-           TaskRow.spec_id.in_(bindparam("spec_ids", expanding=True)),
-           TaskRow.completed_by_id == bindparam("user_id"), TaskRow.status == "completed")
+           TaskRow.spec_id.in_(bindparam("spec_ids", expanding=True)), TaskRow.status == "completed",
+           or_(TaskRow.completed_by_id == bindparam("user_id"),
+               exists().where(Consultation.task_id == TaskRow.id, Consultation.kind == "approver_after",
+                              Consultation.asked_by_id == bindparam("user_id"))))
     .limit(1)
 )
 

@@ -20,7 +20,7 @@ from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from models import Instance, TaskRow, User
+from models import Consultation, Instance, TaskRow, User
 
 from ..clock import using_clock
 from ..engine import runner
@@ -64,17 +64,19 @@ class TaskItem:
     instance_version: int
     claimed_at: datetime | None = None
     assignee_name: str | None = None
+    on_behalf_of: str | None = None  # the away user a substitute holds this task for (services/substitutes.py)
 
 
 
 def _item_query():
-    assignee = aliased(User)
+    assignee, on_behalf_of = aliased(User), aliased(User)
     cols = (TaskRow.id, TaskRow.instance_id, Instance.business_key, TaskRow.process_key, TaskRow.spec_id,
             TaskRow.name, TaskRow.role, TaskRow.stage, TaskRow.status, TaskRow.form, Instance.customer_name,
             Instance.amount, assignee.username, TaskRow.created_at, TaskRow.due_at, Instance.version,
-            TaskRow.claimed_at, assignee.display_name)
+            TaskRow.claimed_at, assignee.display_name, on_behalf_of.username)
     return select(*cols).join(Instance, Instance.id == TaskRow.instance_id).outerjoin(
-        assignee, assignee.id == TaskRow.assignee_id)
+        assignee, assignee.id == TaskRow.assignee_id).outerjoin(
+        on_behalf_of, on_behalf_of.id == TaskRow.on_behalf_of_id)
 
 
 # Built once and run on the session's Connection: building a select and the ORM's execution path cost
@@ -323,12 +325,37 @@ def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserV
                    four_eyes: bool = True) -> None:
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
+    _check_stand_in(s, rt, row, user)
     if row.assignee_id != user.id and row.role not in user.roles:
         raise PermissionDenied(f"'{row.name}' is work for the role '{row.role}', which {user.username} does not have")
     if row.assignee_id != user.id and not in_team(user.team, row.role, team):
         raise PermissionDenied(f"'{row.name}' is work of the team '{team}', which {user.username} is not in")
     if four_eyes:
         _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
+        if s.connection().scalar(APPROVED_AND_ADDED, {"task_id": row.id, "user_id": user.id}) is not None:
+            raise FourEyesViolation(f"four eyes: {user.username} approved '{row.name}' and added an approver after "
+                                    "them, so someone else must complete it")
+
+
+# a reviewer who approved a task and added an approver after themselves (加签, services/countersign.py) has decided
+# it: they may not take it back, claim it again or send the contract back from it
+APPROVED_AND_ADDED = (select(Consultation.id).where(Consultation.task_id == bindparam("task_id"),
+                                                    Consultation.kind == "approver_after",
+                                                    Consultation.status == "added",
+                                                    Consultation.asked_by_id == bindparam("user_id")).limit(1))
+
+
+def _check_stand_in(s: Session, rt: Runtime, row, user: UserView) -> None:
+    """A substitute acts on a task held for an away user only while the away range is open: not in the moments
+    before the worker's sweep hands the task back (services/substitutes.py)."""
+    behalf = getattr(row, "on_behalf_of_id", None)
+    if behalf is None or row.assignee_id != user.id:
+        return
+    from .substitutes import stand_in
+
+    if stand_in(s.connection(), behalf, rt.clock.now()) != user.id:
+        raise PermissionDenied(f"{user.username} held '{row.name}' for {_name(s, behalf)}, who is no longer away; "
+                               "the task goes back to them")
 
 
 def _check_version(row, version: int, expected_version: int | None) -> None:
@@ -345,7 +372,7 @@ def claim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
         if row.assignee_id == user.id:
             return get_task_in(s, task_id)
         _check_may_act(s, rt, row, _deployment_of(s, row.instance_id), user, row.team)
-        row.assignee_id, row.claimed_at = user.id, now
+        row.assignee_id, row.claimed_at, row.on_behalf_of_id = user.id, now, None
         audit.record(s, now, "claim", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
         s.flush()
@@ -359,7 +386,8 @@ def unclaim(rt: Runtime, task_id: int, user: UserView) -> TaskItem:
         _require_open(s, row)
         if row.assignee_id != user.id:
             raise Conflict(f"'{row.name}' is not claimed by {user.username}")
-        row.assignee_id, row.claimed_at = None, None
+        _check_stand_in(s, rt, row, user)
+        row.assignee_id, row.claimed_at, row.on_behalf_of_id = None, None, None
         audit.record(s, now, "unclaim", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id)
         s.flush()
@@ -380,6 +408,8 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
             user, team)
         if not holder_or_boss:
             raise PermissionDenied(f"only the holder of '{row.name}' or a supervisor of its team may reassign it")
+        if not supervises(user, team):
+            _check_stand_in(s, rt, row, user)
         target = s.scalar(select(User).where(User.username == to_username, User.active.is_(True)))
         if target is None:
             raise InvalidInput("no such user", {"to": f"no active user '{to_username}'"})
@@ -387,9 +417,14 @@ def reassign(rt: Runtime, task_id: int, user: UserView, to_username: str, reason
             raise InvalidInput("wrong role", {"to": f"{to_username} does not have the role '{row.role}'"})
         if not in_team(target.team, row.role, team):
             raise InvalidInput("wrong team", {"to": f"{to_username} is not in the team '{team}'"})
+        from .substitutes import stand_in
+
+        substitute = stand_in(s.connection(), target.id, now)
+        if substitute is not None:
+            raise InvalidInput("away", {"to": f"{to_username} is away; {_name(s, substitute)} stands in for them"})
         _check_four_eyes(s, rt, row, _deployment_of(s, row.instance_id), target.id, target.username)
         previous = _name(s, row.assignee_id)
-        row.assignee_id, row.claimed_at = target.id, now
+        row.assignee_id, row.claimed_at, row.on_behalf_of_id = target.id, now, None
         audit.record(s, now, "reassign", actor_id=user.id, actor=user.username, role=row.role,
                      instance_id=row.instance_id, task_id=row.id, spec_id=row.spec_id,
                      data={"from": previous, "to": target.username, "reason": reason.strip()})
@@ -445,14 +480,19 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
         else:
             _check_may_act(s, rt, row, row.deployment_id, user, row.team, four_eyes=False)
             overridden = _check_override(s, rt, row, row.deployment_id, user, override_reason)
+        from .countersign import refuse_completion  # 加签: no completion while opinions are pending
+
+        refuse_completion(s, row, user)
         _check_version(row, row.version, expected_version)
         package = package_for(rt, row.deployment_id)
         try:
             cleaned = validate_submission(package.forms[row.form], data, package.validator(row.form))
         except FormInvalid as err:
             raise InvalidInput(f"the form '{row.name}' has errors", err.errors) from err
-        inst = LiveInstance(row.instance_id, row.version, row.process_key, row.deployment_id, row.stage,
-                            row.customer_name, row.amount, row.team)
+        from .attachments import check_references  # files named in the data were uploaded to this contract
+
+        check_references(s, rt, package.forms[row.form], cleaned, row.instance_id, row.name, task_id=row.id)
+        inst = LiveInstance.of_task_row(row)
         workflow = load_workflow(rt, inst, package, s)
         had_timers = has_timers(workflow)
         try:
