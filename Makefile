@@ -89,3 +89,9 @@ clean:
 messages: setup
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --project=Lvyue -o webapp/translations/messages.pot .
 	$(BIN)/pybabel update -i webapp/translations/messages.pot -d webapp/translations -l zh_CN --no-fuzzy-matching
+
+# What withdraw, return-to-step and the task page's power-tool panels cost (SQLite and PostgreSQL); `--quick`: fewer
+.PHONY: bench-power
+bench-power: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/power_tools_bench.py

@@ -37,16 +37,39 @@ def _unexpected(msg) -> bool:
     return not (_NO_FAVICON.search((msg.location or {}).get("url") or "") and "404" in msg.text)
 
 
+class _Chromium:
+    """One Chromium for the session, launched again if it went away: a browser that crashed (its PDF viewer has,
+    under load) fails the test it crashed in, not every test after it."""
+
+    def __init__(self, playwright) -> None:
+        self._playwright = playwright
+        self._browser = None
+
+    def get(self):
+        if self._browser is None or not self._browser.is_connected():
+            self._browser = self._playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        return self._browser
+
+    def close(self) -> None:
+        if self._browser is not None and self._browser.is_connected():
+            self._browser.close()
+
+
 @pytest.fixture(scope="session")
-def browser():
+def _chromium():
     if not CHROMIUM.exists():
         pytest.skip(f"end-to-end tests need Chromium at {CHROMIUM} (apt-get install chromium fonts-noto-cjk)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = _Chromium(p)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    return _chromium.get()
 
 
 class _QuietHandler(WSGIRequestHandler):

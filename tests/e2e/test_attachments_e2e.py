@@ -88,6 +88,7 @@ def test_written_confirmation_refusals_preview_and_access(rt, page_as, shot, mon
     assert fetched.headers["content-disposition"].startswith("inline;")
     expect(item.locator('iframe[data-file-preview="pdf"]')).to_be_visible()
     shot(rep, "attachments-contract")
+    rep.goto(f"/contracts/{key}")  # the preview closed again: a click must not wait on the PDF viewer's frame
     switch_language(rep, "en")
     expect(rep.locator("[data-confirmation]")).to_contain_text(
         "Customer's written confirmation (e-mail, purchase order)")
