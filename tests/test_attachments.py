@@ -757,3 +757,10 @@ def test_an_unreachable_object_storage_is_a_clear_503_that_keeps_what_was_typed(
     text = page(answer)
     assert answer.status_code == 503 and "无法连接文件存储，未保存任何内容，请稍后重试" in text
     assert 'value="黄总 Mr Huang"' in text and rows(rt) == [] and flow.open_specs() == {"customer_signature"}
+
+
+def test_every_refusal_of_the_attachments_service_reads_in_chinese():
+    from .service_messages import raised_messages, untranslated
+
+    assert len(raised_messages("workflows/services/attachments.py")) >= 10
+    assert untranslated("workflows/services/attachments.py") == []

@@ -5,7 +5,6 @@ rule). Nobody gets at a task they could not act on through either."""
 
 from __future__ import annotations
 
-import ast
 import threading
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from workflows.services import accounts, batch, countersign, tasks
 from workflows.services.errors import Conflict, FourEyesViolation, InvalidInput, NotFound, PermissionDenied
 
 from .flow import Flow, approve, quote
+from .service_messages import raised_messages, untranslated
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -436,31 +436,10 @@ def test_what_the_reviewer_must_bring(rt, sup3):
     assert _events(rt, flow.id, "countersign") == []
 
 
-def _shape(node) -> str | None:
-    if isinstance(node, ast.JoinedStr):
-        return "".join(v.value if isinstance(v, ast.Constant) else "1" for v in node.values)
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
 def test_every_refusal_of_the_countersign_service_reads_in_chinese():
-    """Every message the service raises, and every per-field message (the ``errors`` dicts assigned or
-    passed to InvalidInput), has a pattern in webapp/messages.py."""
-    from webapp.messages import _PATTERNS
-
-    shapes = []
-    for node in ast.walk(ast.parse((ROOT / "workflows/services/countersign.py").read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
-                "Conflict", "PermissionDenied", "FourEyesViolation", "InvalidInput", "NotFound") and node.args:
-            shapes.append(_shape(node.args[0]))
-            if len(node.args) > 1 and isinstance(node.args[1], ast.Dict):
-                shapes += [_shape(v) for v in node.args[1].values]
-        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript)
-                and getattr(node.targets[0].value, "id", "") == "errors"):
-            shapes.append(_shape(node.value))
-    shapes = [s for s in shapes if s is not None]
-    assert len(shapes) > 25
-    untranslated = [s for s in shapes if not any(p.match(s) for p, _ in _PATTERNS)]
-    assert untranslated == []
+    """Every message the service raises, and every per-field message, has a pattern in webapp/messages.py."""
+    assert len(raised_messages("workflows/services/countersign.py")) > 25
+    assert untranslated("workflows/services/countersign.py") == []
 
 
 # --- the web pages ---------------------------------------------------------------------------------------

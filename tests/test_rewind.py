@@ -14,6 +14,7 @@ from workflows.services import consistency, instances, rewind, tasks, timers
 from workflows.services.errors import Conflict, InvalidInput, PermissionDenied
 
 from .flow import Flow, approve, quote
+from .service_messages import raised_messages, untranslated
 
 BIG = dict(total_price="150000.00", quantity=2)  # 300,000: supervisor, manager, then legal and finance in parallel
 
@@ -667,3 +668,14 @@ def test_a_reviewer_who_approved_and_added_someone_cannot_take_it_back(rt):
         countersign.ask_opinions(rt, review.id, f.user("sup1"), ["legal1"], "what do you think?")
     assert f.open_specs() == {"supervisor_review"}
     f.act("supervisor_review", "sup3", approve("supervisor"))
+
+
+def test_every_refusal_of_withdraw_and_return_reads_in_chinese():
+    from webapp.messages import localize_message
+
+    assert len(raised_messages("workflows/services/rewind.py")) >= 10
+    assert untranslated("workflows/services/rewind.py") == []
+    for template in rewind._REFUSALS.values():  # the reasons a step is not offered, raised by name
+        message = template.format(target="Draft contract / 起草合同", by="Customer signature / 客户签署",
+                                  task="Legal review / 法务审核")
+        assert localize_message(message, "zh-CN") != message, message

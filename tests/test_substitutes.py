@@ -6,7 +6,6 @@ in both languages, with CSRF and the history."""
 
 from __future__ import annotations
 
-import ast
 import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from workflows.services import accounts, substitutes, task_detail, tasks
 from workflows.services.errors import Conflict, FourEyesViolation, InvalidInput, NotFound, PermissionDenied
 
 from .flow import Flow, approve, quote
+from .service_messages import raised_messages, untranslated
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 11, 23)  # the test clock starts at 10:00 in Shanghai on this day
@@ -454,27 +454,10 @@ def test_who_is_away_is_for_the_team_above(rt, clock):
 
 
 def test_every_refusal_of_the_substitutes_service_reads_in_chinese():
-    from webapp.messages import _PATTERNS, localize_message
+    from webapp.messages import localize_message
 
-    shapes = []
-    for node in ast.walk(ast.parse((ROOT / "workflows/services/substitutes.py").read_text())):
-        if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args:
-            first = node.exc.args[0]
-            if isinstance(first, ast.JoinedStr):
-                shapes.append("".join(v.value if isinstance(v, ast.Constant) else "1" for v in first.values))
-            elif isinstance(first, ast.Constant):
-                shapes.append(first.value)
-        if isinstance(node, ast.Dict):  # the per-field errors
-            shapes += [v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
-                       and " " in v.value]
-        if (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Subscript)
-                and getattr(node.targets[0].value, "id", "") == "errors"):
-            value = node.value
-            shapes.append("".join(v.value if isinstance(v, ast.Constant) else "1" for v in value.values)
-                          if isinstance(value, ast.JoinedStr) else value.value)
-    assert len(shapes) >= 14
-    untranslated = [s for s in shapes if not any(p.match(s) for p, _ in _PATTERNS)]
-    assert untranslated == []
+    assert len(raised_messages("workflows/services/substitutes.py")) >= 14
+    assert untranslated("workflows/services/substitutes.py") == []
     assert localize_message("is away on some of these days too", "zh-CN") == "在其中某些日子也不在岗"
 
 

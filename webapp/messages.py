@@ -147,6 +147,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^the file is a (?P<kind>\S+) but its name ends in '(?P<ext>[^']*)'; name it (?P<want>\S+)$",
      "文件内容是 {kind}，但文件名以“{ext}”结尾；请将扩展名改为 {want}"),
     (r"^this field does not take files$", "此字段不接受文件"),
+    (r"^must be a file uploaded with the form$", "须为随表单上传的文件"),
     (r"^no such file was uploaded to this contract; upload it with the form$", "该文件未上传到本合同，请随表单上传"),
     (r"^too many files$", "文件过多"),
     (r"^at most (?P<n>\d+) files per task$", "每个任务最多 {n} 个文件"),

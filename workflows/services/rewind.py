@@ -210,17 +210,16 @@ def _check_withdraw(s: Session, rt: Runtime, row) -> ProcessPackage:
     conn = s.connection()
     completed = conn.scalar(_COMPLETE_EVENT, {"instance_id": row.instance_id, "task_id": row.id})
     since = conn.execute(_ACTED_SINCE, {"instance_id": row.instance_id, "after": completed or 0}).first()
-    if completed is None or since is not None:
-        what = package.node_names.get(since.spec_id, since.spec_id) if since is not None else None
-        if since is None:
-            reason = "its completion is not on record"
-        elif since.action == "complete":
-            reason = f"{since.actor} has since completed '{what}'"
-        elif since.action in ("timer", "escalation"):
-            reason = f"the timer '{what}' has fired since"
-        else:
-            reason = f"{since.actor} has since acted on the contract ({since.action})"
-        raise Conflict(f"'{row.name}' can no longer be withdrawn: {reason}")
+    if completed is None:
+        raise Conflict(f"'{row.name}' can no longer be withdrawn: its completion is not on record")
+    if since is not None:
+        what = package.node_names.get(since.spec_id, since.spec_id)
+        if since.action == "complete":
+            raise Conflict(f"'{row.name}' can no longer be withdrawn: {since.actor} has since completed '{what}'")
+        if since.action in ("timer", "escalation"):
+            raise Conflict(f"'{row.name}' can no longer be withdrawn: the timer '{what}' has fired since")
+        raise Conflict(f"'{row.name}' can no longer be withdrawn: {since.actor} has since acted on the contract "
+                       f"({since.action})")
     info = package.processes[row.process_key].user_tasks.get(row.spec_id)
     if info is None or not info.returnable:
         raise Conflict(f"'{row.name}' cannot be reopened (the process marks it so)")
