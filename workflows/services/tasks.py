@@ -322,7 +322,9 @@ def _deployment_of(s: Session, instance_id: int) -> int:
 
 
 def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserView, team: str | None,
-                   four_eyes: bool = True) -> None:
+                   four_eyes: bool = True, countersigned: bool = True) -> None:
+    """``countersigned=False``: the caller checks the task's signers itself (a completion: countersign's
+    ``refuse_completion`` reads them in one statement)."""
     if row.assignee_id is not None and row.assignee_id != user.id:
         raise Conflict(f"'{row.name}' is claimed by {_name(s, row.assignee_id)}")
     _check_stand_in(s, rt, row, user)
@@ -332,7 +334,8 @@ def _check_may_act(s: Session, rt: Runtime, row, deployment_id: int, user: UserV
         raise PermissionDenied(f"'{row.name}' is work of the team '{team}', which {user.username} is not in")
     if four_eyes:
         _check_four_eyes(s, rt, row, deployment_id, user.id, user.username)
-        if s.connection().scalar(APPROVED_AND_ADDED, {"task_id": row.id, "user_id": user.id}) is not None:
+        if countersigned and s.connection().scalar(APPROVED_AND_ADDED, {"task_id": row.id,
+                                                                         "user_id": user.id}) is not None:
             raise FourEyesViolation(f"four eyes: {user.username} approved '{row.name}' and added an approver after "
                                     "them, so someone else must complete it")
 
@@ -475,7 +478,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             raise NotFound(f"no task #{task_id}")
         _require_open(s, row)
         if override_reason is None:
-            _check_may_act(s, rt, row, row.deployment_id, user, row.team)
+            _check_may_act(s, rt, row, row.deployment_id, user, row.team, countersigned=False)
             overridden = None
         else:
             _check_may_act(s, rt, row, row.deployment_id, user, row.team, four_eyes=False)
