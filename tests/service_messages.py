@@ -16,12 +16,13 @@ def _shape(node) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
-def raised_messages(module: str) -> list[str]:
-    """Every message passed to an error of ``workflows/services/errors.py`` in ``module`` (a path from the
-    project root), with the per-field messages of InvalidInput and of the ``errors[...] = ...`` it collects."""
+def raised_messages(module: str, errors: tuple[str, ...] = ERRORS) -> list[str]:
+    """Every message passed to an error of ``workflows/services/errors.py`` (or of ``errors``) in ``module`` (a
+    path from the project root), with the per-field messages of InvalidInput and of the ``errors[...] = ...``
+    it collects."""
     shapes = []
     for node in ast.walk(ast.parse((ROOT / module).read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ERRORS and node.args:
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") in errors and node.args:
             shapes.append(_shape(node.args[0]))
             if len(node.args) > 1 and isinstance(node.args[1], ast.Dict):
                 shapes += [_shape(v) for v in node.args[1].values]
@@ -31,7 +32,7 @@ def raised_messages(module: str) -> list[str]:
     return [s for s in shapes if s is not None]
 
 
-def untranslated(module: str) -> list[str]:
+def untranslated(module: str, errors: tuple[str, ...] = ERRORS) -> list[str]:
     from webapp.messages import _PATTERNS
 
-    return [s for s in raised_messages(module) if not any(p.match(s) for p, _ in _PATTERNS)]
+    return [s for s in raised_messages(module, errors) if not any(p.match(s) for p, _ in _PATTERNS)]

@@ -650,3 +650,13 @@ def test_instructions_printing_a_long_list_are_cut_not_served_whole():
     assert "the instructions are cut here" in html
     short = render_instructions("{% for x in items %}{{ x }} {% endfor %}", {"items": ["word"] * 10})
     assert "cut here" not in short and short.count("word") == 10
+
+
+def test_what_a_forged_form_post_is_told_reads_in_chinese():
+    """parse_form's refusals of posts the page never sends (shown on the task page as the problem)."""
+    from .service_messages import raised_messages, untranslated
+
+    posted = [m for m in raised_messages("webapp/formrender.py", ("ValueError",))
+              if m.startswith(("form field", "too many rows"))]
+    assert len(posted) >= 8
+    assert [m for m in untranslated("webapp/formrender.py", ("ValueError",)) if m in posted] == []
