@@ -529,7 +529,8 @@ def test_forged_upload_fields_are_refused(rt, store, login):
         answer = rep.post(f"/tasks/{task.id}/complete", {"version": str(task.instance_version),
                                                          f"upload.{field}": (io.BytesIO(PDF), "x.pdf")},
                           page=f"/tasks/{task.id}", content_type="multipart/form-data")
-        assert answer.status_code == 422 and "is not a file field of the form" in page(answer)
+        # rep1 reads Chinese: the refusal names the forged field in it
+        assert answer.status_code == 422 and f"表单字段 &#39;upload.{field}&#39; 不是本表单的文件字段" in page(answer)
     assert rows(rt) == []
 
 
