@@ -8,11 +8,12 @@ from .consultations import Consultation
 from .deployments import Deployment, DeploymentFile
 from .instances import Instance, Step
 from .notifications import Notification, OutboxEmail
+from .studio import Draft, ProcessTest
 from .substitutes import Substitution
 from .tasks import TaskRow, Timer
 
 __all__ = [
     "ApiToken", "Attachment", "AuditAnchor", "AuditAnchorEntry", "AuditChain", "AuditEvent", "Base", "Consultation",
-    "Deployment", "DeploymentFile", "Instance", "LoginAttempt", "Notification", "OutboxEmail", "Role", "Step",
+    "Deployment", "DeploymentFile", "Draft", "Instance", "LoginAttempt", "Notification", "OutboxEmail", "ProcessTest", "Role", "Step",
     "Substitution", "TaskRow", "Timer", "UTCDateTime", "User", "UserRole",
 ]
