@@ -50,6 +50,7 @@ class Problem:
     element_id: str | None = None
     element_name: str | None = None
     severity: str = "error"
+    code: str | None = None  # the kind of problem, stable for the studio (workflows/studio/checks.py)
 
     def __str__(self) -> str:
         where = []
