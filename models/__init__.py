@@ -14,6 +14,6 @@ from .tasks import TaskRow, Timer
 
 __all__ = [
     "ApiToken", "Attachment", "AuditAnchor", "AuditAnchorEntry", "AuditChain", "AuditEvent", "Base", "Consultation",
-    "Deployment", "DeploymentFile", "Draft", "Instance", "LoginAttempt", "Notification", "OutboxEmail", "ProcessTest", "Role", "Step",
-    "Substitution", "TaskRow", "Timer", "UTCDateTime", "User", "UserRole",
+    "Deployment", "DeploymentFile", "Draft", "Instance", "LoginAttempt", "Notification", "OutboxEmail", "ProcessTest",
+    "Role", "Step", "Substitution", "TaskRow", "Timer", "UTCDateTime", "User", "UserRole",
 ]

@@ -95,6 +95,7 @@ class Route:
     expected: dict[str, Expect]
     data: dict[str, Any] = field(default_factory=dict)  # form fields; under /api/ the JSON body
     mutates: bool = False  # an allowed call changes shared objects: that cell runs on a database of its own
+    json: bool = False  # a page's script posts ``data`` as JSON, the CSRF token in the X-CSRFToken header
 
 
 # The answers on the objects of ``build_objects``: {task} is an open, unclaimed supervisor review of
@@ -206,6 +207,46 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("api.start", "POST"): Route("/api/v1/instances", bearer_only({"api_rep", "api_west"}, 201),
                                  {"process_key": "quote_to_cash"}, mutates=True),
     ("api.get_instance", "GET"): Route("/api/v1/instances/{key}", bearer_only({"api_sup"}, 200)),
+    # the studio: process owners only (owner1)
+    ("studio.index", "GET"): Route("/studio", web({"owner1"}, 200)),
+    ("studio.process", "GET"): Route("/studio/quote_to_cash", web({"owner1"}, 200)),
+    ("studio.edit", "GET"): Route("/studio/quote_to_cash/edit", web({"owner1"}, 200)),
+    ("studio.save", "POST"): Route("/studio/quote_to_cash/draft", web({"owner1"}, 200),
+                                   {"revision": 0, "files": {"quote_to_cash.bpmn": "<definitions/>"}}, mutates=True,
+                                   json=True),
+    ("studio.check", "POST"): Route("/studio/quote_to_cash/check", web({"owner1"}, 200),
+                                    {"files": {"quote_to_cash.bpmn": "<definitions/>"}}, json=True),
+    ("studio.preview", "POST"): Route("/studio/quote_to_cash/preview", web({"owner1"}, 200),
+                                      {"schema": {"type": "object"}, "uischema": ""}, json=True),
+    ("studio.discard", "POST"): Route("/studio/quote_to_cash/draft/discard",
+                                      web({"owner1"}, Redirect("/studio/quote_to_cash")), mutates=True),
+    ("studio.deploy", "POST"): Route("/studio/quote_to_cash/deploy",
+                                     web({"owner1"}, Redirect("/studio/quote_to_cash/edit")),
+                                     {"revision": "0", "comment": "nothing saved"}),
+    ("studio.rollback", "POST"): Route("/studio/quote_to_cash/versions/1/rollback",
+                                       web({"owner1"}, Redirect("/studio/quote_to_cash")), {"comment": "x"}),
+    ("studio.download_version", "GET"): Route("/studio/quote_to_cash/versions/1/download", web({"owner1"}, 200)),
+    ("studio.download_draft", "GET"): Route("/studio/quote_to_cash/draft/download", web({"owner1"}, 200)),
+    ("studio.upload", "POST"): Route("/studio/quote_to_cash/upload",
+                                     web({"owner1"}, Redirect("/studio/quote_to_cash")), {"revision": "0"}),
+    ("studio_changes.diff", "GET"): Route("/studio/quote_to_cash/diff", web({"owner1"}, 200)),
+    ("studio_changes.diagram", "GET"): Route("/studio/quote_to_cash/versions/1/diagram.bpmn", web({"owner1"}, 200)),
+    ("studio_changes.migrate_dry_run", "GET"): Route("/studio/quote_to_cash/migrate?to=1", web({"owner1"}, 200)),
+    ("studio_changes.migrate", "POST"): Route("/studio/quote_to_cash/migrate",
+                                              web({"owner1"}, Redirect("/studio/quote_to_cash/migrate")), {"to": "1"}),
+    # process tests and replay (a replay posted as a plain form replays the saved draft, else the latest version)
+    ("studio_tests.tests", "GET"): Route("/studio/quote_to_cash/tests", web({"owner1"}, 200)),
+    ("studio_tests.save", "POST"): Route("/studio/quote_to_cash/tests",
+                                         web({"owner1"}, Redirect("/studio/quote_to_cash/tests")),
+                                         {"name": "matrix",
+                                          "case": '{{"steps": [], "expect": {{"path": []}}}}'},  # filled by str.format
+                                         mutates=True),
+    ("studio_tests.delete", "POST"): Route("/studio/quote_to_cash/tests/999999/delete",
+                                           web({"owner1"}, Redirect("/studio/quote_to_cash/tests"))),
+    ("studio_tests.run", "POST"): Route("/studio/quote_to_cash/tests/run",
+                                        web({"owner1"}, Redirect("/studio/quote_to_cash/tests"))),
+    ("studio_tests.replay_json", "POST"): Route("/studio/quote_to_cash/replay", web({"owner1"}, 200)),
+    ("studio_tests.replay_page", "GET"): Route("/studio/quote_to_cash/replay", web({"owner1"}, 200)),
 }
 
 
@@ -305,6 +346,8 @@ class World:
         client = self.client(principal, fresh=True)
         if path.startswith("/api/"):
             return client.post(path, json=fill_json(route.data, self.ids), headers=self.headers(principal))
+        if route.json:
+            return client.post(path, json=fill_json(route.data, self.ids), headers={"X-CSRFToken": csrf_token(client)})
         form = {k: self.fill(v) for k, v in route.data.items()}
         form["csrf_token"] = csrf_token(client)
         return client.post(path, data=form, headers=self.headers(principal))
@@ -639,7 +682,10 @@ CSRF_MESSAGE = "Your form expired or was sent from another page; nothing was cha
 def is_csrf_refusal(app, response: TestResponse) -> bool:
     """The answer of the CSRF handler, told apart from any other 400 (a bad form, say) by its message."""
     body = response.get_data(as_text=True)
+    if response.is_json:  # a script's JSON post is refused in JSON
+        body = str((response.get_json() or {}).get("error"))
     texts = {str(escape(catalog.gettext(CSRF_MESSAGE))) for catalog in app.extensions["lvyue_i18n"].values()}
+    texts |= {catalog.gettext(CSRF_MESSAGE) for catalog in app.extensions["lvyue_i18n"].values()}
     return response.status_code == 400 and any(text in body for text in texts)
 
 
@@ -653,11 +699,15 @@ def test_form_posts_need_this_sessions_csrf_token(key: tuple[str, str], shared: 
     client = shared.client(username, fresh=True)
     stranger = shared.client("rep2", fresh=True)
     before = fingerprint(shared.rt)
-    data = {k: shared.fill(v) for k, v in route.data.items()}
+    data = {} if route.json else {k: shared.fill(v) for k, v in route.data.items()}
     path = shared.fill(route.path)
     for token in (None, "", csrf_token(stranger), "x" * 91):
-        form = data if token is None else {**data, "csrf_token": token}
-        response = client.post(path, data=form)
+        if route.json:
+            response = client.post(path, json=fill_json(route.data, shared.ids),
+                                   headers={} if token is None else {"X-CSRFToken": token})
+        else:
+            form = data if token is None else {**data, "csrf_token": token}
+            response = client.post(path, data=form)
         assert is_csrf_refusal(shared.app, response), (key, username, token, response.status_code,
                                                        response.get_data(as_text=True)[:300])
         assert_hardened(response, f"CSRF {key}", private=True)
@@ -667,8 +717,12 @@ def test_form_posts_need_this_sessions_csrf_token(key: tuple[str, str], shared: 
     # may already hold what it creates, e.g. the matrix's "newbie" account)
     world = request.getfixturevalue("world") if route.mutates else shared
     client = world.client(username, fresh=True)
-    form = {**{k: world.fill(v) for k, v in route.data.items()}, "csrf_token": csrf_token(client)}
-    served = client.post(world.fill(route.path), data=form)
+    if route.json:
+        served = client.post(world.fill(route.path), json=fill_json(route.data, world.ids),
+                             headers={"X-CSRFToken": csrf_token(client)})
+    else:
+        form = {**{k: world.fill(v) for k, v in route.data.items()}, "csrf_token": csrf_token(client)}
+        served = client.post(world.fill(route.path), data=form)
     assert not is_csrf_refusal(world.app, served), (key, username, served.status_code)
     assert_answer(served, route.expected[username], world, f"POST {key[0]} as {username} with its token")
     if key == ("auth.logout", "POST"):  # its declared answer is the login page: it must have signed out

@@ -21,7 +21,8 @@ from .conftest import PG_URL
 
 TABLES = {"roles", "users", "user_roles", "deployments", "deployment_files", "instances", "steps", "tasks", "timers",
           "audit_events", "notifications", "outbox_emails", "api_tokens", "login_attempts", "audit_chains",
-          "audit_anchors", "audit_anchor_entries"} | {"consultations"} | {"attachments"} | {"substitutions"} | {"studio_drafts", "process_tests"}
+          "audit_anchors", "audit_anchor_entries"} | {"consultations"} | {"attachments"} | {"substitutions"} \
+    | {"studio_drafts", "process_tests"}
 
 
 @pytest.fixture

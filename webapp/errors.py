@@ -40,4 +40,6 @@ def render_error(status: int, message: str | None, code: str | None = None, erro
     from .messages import localize_message
 
     shown = localize_message(message, get_language()) if message else None
+    if request.is_json:  # a page's script (the studio editor) posted JSON: it reads the answer as JSON
+        return jsonify({"error": shown or headline(status)}), status
     return render_template("error.html", status=status, headline=headline(status), message=shown), status

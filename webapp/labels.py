@@ -34,6 +34,8 @@ _ACTIONS = {
     "opinion_asked": N_("asked for opinions on"), "opinion_answered": N_("gave an opinion on"),
     "opinion_withdrawn": N_("withdrew a question on"), "countersign": N_("approved and added an approver to"),
     "withdraw": N_("withdrew"), "return_to_step": N_("returned the contract from"),
+    "migrate": N_("moved to a newer process version"), "rollback": N_("rolled back a process version"),
+    "process_test_saved": N_("saved a process test"), "process_test_deleted": N_("deleted a process test"),
 }
 _STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
              "error": N_("error")}

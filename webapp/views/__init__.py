@@ -13,7 +13,11 @@ from .rewind import bp as rewind_bp
 from .signers import bp as signers_bp
 from .start import bp as start_bp
 from .status import bp as status_bp
+from .studio import bp as studio_bp
+from .studio_changes import bp as studio_changes_bp
+from .studio_tests import bp as studio_tests_bp
 from .task import bp as task_bp
 
 BLUEPRINTS = [auth_bp, queues_bp, task_bp, start_bp, contracts_bp, inbox_bp, status_bp, compliance_bp, admin_bp,
-              api_bp, rewind_bp, signers_bp, attachments_bp, away_bp]
+              api_bp, rewind_bp, signers_bp, attachments_bp, away_bp,
+              studio_bp, studio_changes_bp, studio_tests_bp]
