@@ -112,14 +112,21 @@ def _init_guards(app: Flask) -> None:
             abort(404)
 
 
+# pages that render templates/studio/edit.html (a refused deploy re-renders it)
+STUDIO_EDITOR_ENDPOINTS = frozenset({"studio.edit", "studio.deploy"})
+
+
 def _init_headers(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # the studio editor's dmn-js sets style attributes and its cell editor (CodeMirror) adds <style> elements:
+        # that page alone allows inline styles (never inline scripts)
+        style_src = "'self' 'unsafe-inline'" if request.endpoint in STUDIO_EDITOR_ENDPOINTS else "'self'"
         response.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                                    f"default-src 'self'; img-src 'self' data:; style-src {style_src}; "
                                     "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'self'")
         # pages and downloads hold contract data: send_file's own "no-cache" would still let caches keep them
         signed_in = current_user and current_user.is_authenticated and request.endpoint != "static"
