@@ -95,3 +95,9 @@ messages: setup
 bench-power: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/power_tools_bench.py
+
+# What a process owner waits for in the studio: check, diff, replay against history, deploy, migration dry run
+.PHONY: bench-studio
+bench-studio: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/studio_bench.py

@@ -268,3 +268,63 @@ def test_a_completion_racing_a_migration_leaves_a_consistent_instance(rt, users)
         assert f.open_specs() in ({"extra_check"}, {"supervisor_review"})
         if f.open_specs() == {"extra_check"}:
             assert moved
+
+
+THIRD_BRANCH = """
+    <bpmn:userTask id="tax_review" name="Tax review / 税务审核">
+      <bpmn:extensionElements>
+        <spiffworkflow:properties>
+          <spiffworkflow:property name="formJsonSchemaFilename" value="tax_review.schema.json" />
+        </spiffworkflow:properties>
+      </bpmn:extensionElements>
+      <bpmn:incoming>Flow_split_to_tax</bpmn:incoming>
+      <bpmn:outgoing>Flow_tax_to_join</bpmn:outgoing>
+    </bpmn:userTask>
+    <bpmn:sequenceFlow id="Flow_split_to_tax" sourceRef="split_reviews" targetRef="tax_review" />
+    <bpmn:sequenceFlow id="Flow_tax_to_join" sourceRef="tax_review" targetRef="join_reviews" />
+"""
+
+
+def with_third_review_branch(files: dict[str, bytes]) -> dict[str, bytes]:
+    """quote_to_cash with a third parallel review (tax) between the split and the join of legal and finance."""
+    text = files["quote_to_cash.bpmn"].decode()
+    edits = [
+        ("<bpmn:outgoing>Flow_split_reviews_to_gw_need_finance</bpmn:outgoing>\n    </bpmn:parallelGateway>",
+         "<bpmn:outgoing>Flow_split_reviews_to_gw_need_finance</bpmn:outgoing>\n"
+         "      <bpmn:outgoing>Flow_split_to_tax</bpmn:outgoing>\n    </bpmn:parallelGateway>"),
+        ("<bpmn:incoming>Flow_merge_finance_to_join_reviews</bpmn:incoming>",
+         "<bpmn:incoming>Flow_merge_finance_to_join_reviews</bpmn:incoming>\n"
+         "      <bpmn:incoming>Flow_tax_to_join</bpmn:incoming>"),
+        ("<bpmn:flowNodeRef>finance_review</bpmn:flowNodeRef>",
+         "<bpmn:flowNodeRef>finance_review</bpmn:flowNodeRef><bpmn:flowNodeRef>tax_review</bpmn:flowNodeRef>"),
+        ('    <bpmn:parallelGateway id="join_reviews"', THIRD_BRANCH + '    <bpmn:parallelGateway id="join_reviews"'),
+    ]
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    form = {"type": "object", "properties": {"tax_ok": {"type": "boolean", "title": "Tax ok"}}}
+    return {**files, "quote_to_cash.bpmn": text.encode(), "tax_review.schema.json": json.dumps(form).encode()}
+
+
+def test_a_branch_added_to_a_join_ahead_is_refused(rt, users):
+    """Already past the split, a quote in legal and finance review would wait at the join for a tax branch that
+    never starts: the move is refused with the join named, and a quote before the split may still move."""
+    f = Flow(rt)
+    f.act("prepare_quote", "rep1", quote("150000.00"))  # 300,000: manager, legal and finance reviews
+    f.act("supervisor_review", "sup1", approve("supervisor"))
+    f.act("manager_review", "mgr1", approve("manager"))
+    assert {"legal_review", "finance_review"} <= f.open_specs()
+    early = Flow(rt)
+    v2 = deployments.deploy_files(rt, with_third_review_branch(deployments.collect_files(BPMN)), users["owner1"],
+                                  "tax review beside legal and finance")
+    found = {c.instance_id: c for c in migration.dry_run(rt, "quote_to_cash", v2.deployment_id).page.items}
+    assert not found[f.id].movable
+    assert any("Reviews complete" in reason for reason in found[f.id].reasons), found[f.id].reasons
+    report = migration.migrate(rt, users["owner1"], "quote_to_cash", v2.deployment_id, [f.id],
+                               {f.id: found[f.id].instance_version})
+    assert not report.moved and report.refused
+    f.act("legal_review", "legal1", approve("legal"))
+    f.act("finance_review", "fin1", approve("finance"))
+    assert "draft_contract" in f.open_specs()  # still on version 1, it goes on
+    # before the split, the new branch is ahead of the split too: still refused (the rule is conservative)
+    assert not found[early.id].movable

@@ -185,3 +185,11 @@ def test_every_message_has_chinese() -> None:
                     "expected the end 'Contract fulfilled / 合同履约完成', "
                     "the process waits at 'Draft contract / 起草合同'"):
         assert localize_message(message, "zh-CN") != message
+
+
+@pytest.mark.parametrize("text", ['{"start": ' + "[" * 5000 + "]" * 5000 + "}",
+                                  '{"start": {"a": ' + "[" * 70 + "]" * 70 + "}}"])
+def test_a_case_nested_too_deeply_is_refused_clearly(text):
+    with pytest.raises(InvalidInput) as caught:
+        process_tests.parse_case(text)
+    assert "levels" in caught.value.errors["case"]

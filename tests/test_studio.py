@@ -145,7 +145,7 @@ def test_rollback_deploys_the_old_files_as_a_new_version(rt, users):
     original = deployments.latest_deployment_id(rt, KEY)
     deployments.deploy_files(rt, {k: v.encode() for k, v in raise_manager_limit(latest_text(rt)).items()}, owner, "v2")
     with pytest.raises(InvalidInput, match="already the latest"):
-        studio.rollback(rt, owner, KEY, 2, "")
+        studio.rollback(rt, owner, KEY, 2, "nothing")
     result = studio.rollback(rt, owner, KEY, 1, "the new limit was too generous")
     assert result.version == 3
     with rt.read() as s:
@@ -154,7 +154,7 @@ def test_rollback_deploys_the_old_files_as_a_new_version(rt, users):
         assert v3.comment == "rollback to version 1: the new limit was too generous"
         assert s.query(AuditEvent).filter_by(action="rollback", deployment_id=v3.id).one().data["to_version"] == 1
     with pytest.raises(NotFound):
-        studio.rollback(rt, owner, KEY, 9, "")
+        studio.rollback(rt, owner, KEY, 9, "no such version")
 
 
 def test_upload_merges_files_into_the_draft_and_checks_them(rt, users):
@@ -285,3 +285,77 @@ def test_every_message_the_studio_raises_reads_in_chinese():
     reason = "expected 'Manager review / 经理审批' next, the process is at 'Director review / 总监审批'"
     assert localize_message(f"test 'big quote': {reason}", "zh-CN") == (
         "测试「big quote」：下一步应为「经理审批」，但流程停在「总监审批」")
+
+
+def test_a_draft_started_on_an_older_version_is_not_deployed_over_a_newer_one(rt, users, login):
+    owner = users["owner1"]
+    studio.save_draft(rt, owner, KEY, without_lane_role(latest_text(rt)), 0)
+    studio.discard_draft(rt, owner, KEY)
+    studio.save_draft(rt, owner, KEY, {**latest_text(rt)}, 0)  # a harmless draft on version 1
+    newer = raise_manager_limit({k: v.decode() for k, v in deployments.collect_files(
+        ROOT / "bpmn" / "quote_to_cash.bpmn").items()})
+    deployments.deploy_files(rt, {k: v.encode() for k, v in newer.items()}, owner, "v2 from the command line")
+    with pytest.raises(Conflict, match="version 2 was deployed after this draft was started from version 1"):
+        studio.deploy_draft(rt, owner, KEY, 1, "would undo v2")
+    with rt.read() as s:
+        assert s.query(Deployment).filter_by(process_key=KEY).count() == 2
+    assert "此草稿基于版本 1" in login("owner1").text(f"/studio/{KEY}")
+
+
+def test_rollback_needs_a_comment_and_passes_the_saved_process_tests(rt, users):
+    from workflows.services import process_tests
+
+    owner = users["owner1"]
+    deployments.deploy_files(rt, {k: v.encode() for k, v in raise_manager_limit(latest_text(rt)).items()}, owner,
+                             "v2: manager from 200,000")
+    with pytest.raises(InvalidInput, match="say what changed"):
+        studio.rollback(rt, owner, KEY, 1, " ")
+    # a test that only the raised limit passes: 75,000 goes from the supervisor straight to the contract
+    case = {"steps": [{"task": "prepare_quote", "data": quote("75000.00", quantity=1)},
+                      {"task": "supervisor_review", "data": approve("supervisor")}],
+            "expect": {"path": ["prepare_quote", "supervisor_review", "draft_contract"]}}
+    process_tests.save_test(rt, owner, KEY, "75,000 needs no manager", case)
+    with pytest.raises(DeployRefused, match="process test") as caught:
+        studio.rollback(rt, owner, KEY, 1, "back to 50,000")
+    assert "75,000 needs no manager" in caught.value.problems[0].message
+    with rt.read() as s:
+        assert s.query(Deployment).filter_by(process_key=KEY).count() == 2
+
+
+def test_odd_input_gets_a_clear_answer_never_a_500(login, rt, users):
+    owner = login("owner1")
+    deep = '{"files": ' + "[" * 3000 + "]" * 3000 + "}"  # deeper than the JSON parser goes
+    for path in ("check", "draft", "preview", "replay"):
+        response = owner.client.post(f"/studio/{KEY}/{path}", data=deep, content_type="application/json",
+                                     headers={"X-CSRFToken": owner.csrf(f"/studio/{KEY}/edit")})
+        assert response.status_code == 400, (path, response.status_code)
+    rows_with_groups = {"type": "object", "properties": {"rows": {"type": "array", "items": {
+        "type": "object", "properties": {"g": {"type": "object", "properties": {"x": {"type": "string"}}}}}}}}
+    shown = post_json(owner, f"/studio/{KEY}/preview", {"schema": rows_with_groups})
+    assert shown.status_code == 400 and "rows/g" in shown.json["error"]
+    # the same shape in a task's form is an error of the check, so no contract ever meets a page that cannot draw
+    files = latest_text(rt)
+    prepare = json.loads(files["prepare_quote.schema.json"])
+    prepare["properties"]["extra_rows"] = rows_with_groups["properties"]["rows"]
+    problems = studio.check({**files, "prepare_quote.schema.json": json.dumps(prepare)}, KEY)
+    assert any("extra_rows/g" in p.message for p in studio.errors_of(problems))
+    for query in ("diff?from=%C2%B2", "migrate?to=%C2%B2"):
+        assert owner.get(f"/studio/{KEY}/{query}").status_code in (404, 422), query
+
+
+def test_upload_of_a_diagram_under_another_name_replaces_the_drafts(rt, users):
+    files = latest_text(rt)
+    renamed = [("Quote_to_cash_v2.bpmn", raise_manager_limit(files)["quote_to_cash.bpmn"].encode())]
+    revision, problems = studio.upload(rt, users["owner1"], KEY, renamed, 0)
+    assert not studio.errors_of(problems)
+    assert [n for n in studio.draft(rt, KEY).files if n.endswith(".bpmn")] == ["Quote_to_cash_v2.bpmn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("a/approval_matrix.dmn", "<one/>")
+        z.writestr("b/approval_matrix.dmn", "<two/>")
+    with pytest.raises(InvalidInput) as caught:
+        studio.upload(rt, users["owner1"], KEY, [("p.zip", archive.getvalue())], revision)
+    assert "approval_matrix.dmn" in caught.value.errors
+    # names `lvyue deploy` accepts are editable here too
+    odd_name = {**files, "经理 审核.schema.json": "{}"}
+    assert studio.save_draft(rt, users["owner1"], KEY, odd_name, revision) == revision + 1

@@ -434,8 +434,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^send at least the \.bpmn file$", "至少需要 .bpmn 文件"),
     (r"^a draft holds at most (?P<n>\d+) files$", "草稿最多包含 {n} 个文件"),
     (r"^(?P<n>\d+) files$", "{n} 个文件"),
-    (r"^a file name is letters, digits, '\.', '_' or '-' ending in \.bpmn, \.dmn or \.json$",
-     "文件名只能由字母、数字、“.”、“_”或“-”组成，并以 .bpmn、.dmn 或 .json 结尾"),
+    (r"^a file name ends in \.bpmn, \.dmn or \.json and holds no folder or control character$",
+     "文件名须以 .bpmn、.dmn 或 .json 结尾，且不能包含文件夹或控制字符"),
+    (r"^two files of the upload have this name$", "上传的文件中有两个同名文件"),
     (r"^some files of the draft are not acceptable$", "草稿中有文件不符合要求"),
     (r"^the draft is (?P<n>\d+) bytes; at most (?P<max>\d+) allowed$", "草稿大小为 {n} 字节，上限为 {max} 字节"),
     (r"^too large$", "过大"),
@@ -456,6 +457,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^the draft changed since you opened it; reload the editor and deploy again$",
      "打开编辑器后草稿已有变化；请重新加载编辑器后再部署"),
     (r"^nothing to deploy$", "没有可部署的内容"),
+    (r"^version (?P<latest>\d+) was deployed after this draft was started from version (?P<v>\d+); compare the "
+     r"versions, then discard the draft and redo the change on version \d+$",
+     "此草稿基于版本 {v}，之后已部署了版本 {latest}；请比较两个版本，然后丢弃草稿并在版本 {latest} 上重新修改"),
     (r"^save a change to the draft first$", "请先保存对草稿的修改"),
     (r"^the draft cannot be deployed \((?P<n>\d+) problem\(s\)\)$", "草稿无法部署（{n} 个问题）"),
     (r"^(?P<n>\d+) process test\(s\) failed$", "{n} 个流程测试未通过"),
@@ -475,6 +479,12 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^the request body must be a JSON object$", "请求内容必须是 JSON 对象"),
     (r"^the draft revision is missing$", "缺少草稿版本号"),
     (r"^an integer$", "须为整数"),
+    (r"^the test case is nested too deeply$", "测试用例嵌套过深"),
+    (r"^at most (?P<n>\d+) levels of lists and objects$", "列表和对象最多嵌套 {n} 层"),
+    (r"^(?P<where>\S*): a row of a list can hold only plain fields, not a group or another list; move it beside "
+     r"the list$", "{where}：列表的行中只能包含普通字段，不能包含分组或另一个列表；请把它移到列表旁边"),
+    (r"^(?P<where>.+): a list whose rows are lists cannot be shown on the task page; give the rows named fields$",
+     "{where}：行本身是列表的列表无法在任务页面显示；请为行设置具名字段"),
     (r"^test '(?P<name>[^']+)': (?P<inner>.+)$", "测试「{name}」：{inner}"),
 ]]
 

@@ -52,7 +52,10 @@ def problem_dict(p: Problem) -> dict:
 
 
 def _json_body() -> dict:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes
+        body = None
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", {})
     return body
@@ -151,6 +154,8 @@ def preview(key: str):
         form = formrender.build_form(schema, ui, {}, None, lang)
     except InvalidInput as err:
         return _json_error(err, 400)
+    except ValueError as err:  # a shape the renderer does not draw (the deploy check refuses it too)
+        return jsonify({"error": say(str(err)), "fields": {}}), 400
     html = get_template_attribute("_form.html", "render_form")(form, lang)
     return jsonify({"html": str(html)})
 
@@ -184,7 +189,9 @@ def rollback(key: str, version: int):
     try:
         result = studio.rollback(rt(), me(), key, version, request.form.get("comment", ""))
     except (InvalidInput, DeployRefused) as err:
-        flash(say(str(err)), "error")
+        details = [say(p.message) for p in getattr(err, "problems", [])[:5]]
+        details += [say(v) for v in getattr(err, "errors", {}).values()]
+        flash(" ".join([say(str(err)), *details]), "error")
         return redirect(url_for(".process", key=key))
     flash(_("Version %(old)s is deployed again as version %(new)s.", old=version, new=result.version), "success")
     return redirect(url_for(".process", key=key))

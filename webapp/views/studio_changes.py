@@ -18,11 +18,16 @@ bp.before_request(owners_only)
 KEY = "<string(maxlength=120):key>"
 
 
+def _digits(raw: str, most: int) -> bool:
+    """ASCII digits only (str.isdigit also takes '²', which int() refuses)."""
+    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
+
+
 def _version_arg(name: str) -> int | None:
     raw = request.args.get(name)
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or len(raw) > 9:
+    if not _digits(raw, 9):
         raise InvalidInput(f"'{name}' must be a version number", {name: "must be a version number"})
     return int(raw)
 
@@ -66,12 +71,12 @@ def migrate_dry_run(key: str):
 def migrate(key: str):
     svc = rt()
     to = request.form.get("to", "")
-    if not to.isdigit() or len(to) > 9:
+    if not _digits(to, 9):
         raise InvalidInput("'to' must be a version number", {"to": "must be a version number"})
     chosen, versions = [], {}
     for raw in request.form.getlist("instance"):
         iid, _sep, version = raw.partition(":")
-        if not iid.isdigit() or not version.isdigit() or len(iid) > 12 or len(version) > 12:
+        if not _digits(iid, 12) or not _digits(version, 12):
             raise InvalidInput("invalid instance choice", {"instance": "choose instances from the list"})
         chosen.append(int(iid))
         versions[int(iid)] = int(version)

@@ -78,7 +78,10 @@ def run(key: str):
 def replay_json(key: str):
     """The editor's replay: JSON ``{"files": {name: text}}`` in, the report out. Without files (a plain form
     post), the saved draft (else the latest version) is replayed."""
-    body = request.get_json(silent=True) if request.is_json else None
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except RecursionError:  # nested deeper than the parser goes
+        return jsonify({"error": "invalid", "message": say("the request body must be a JSON object")}), 400
     try:
         if body is not None:
             files = replay.files_as_bytes(body.get("files") if isinstance(body, dict) else None)

@@ -405,9 +405,9 @@ def _load_forms(files: dict[str, bytes], problems: list[Problem]) -> dict[str, d
                                     file=name))
             continue
         if name.endswith(".schema.json"):
-            from ..forms import file_field_problems
+            from ..forms import file_field_problems, row_field_problems
 
-            schema_problems = _schema_problems(doc) + file_field_problems(doc)
+            schema_problems = _schema_problems(doc) + file_field_problems(doc) + row_field_problems(doc)
             if schema_problems:
                 problems.extend(Problem(p, file=name) for p in schema_problems)
                 continue

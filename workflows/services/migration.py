@@ -14,7 +14,10 @@ table), so what must hold is about the tasks still in the tree:
 - a waiting event keeps its event definition (a changed timer is refused: its due time was computed from the
   old one), the events attached to an open task are the same, and any other task the instance waits at (a
   join) is unchanged apart from where it leads;
-- a live subprocess is unchanged.
+- a live subprocess is unchanged;
+- every parallel or inclusive gateway where branches meet, ahead of a live task (in either version), has the same
+  incoming flows in both: a branch added to or removed from a join the instance will reach would leave the join
+  waiting for a branch that never comes (the split before it already ran on the old version).
 
 The move attaches the new version's specs to the live tasks by id and plans again only what is still
 predicted (the children not yet reached of the tasks the instance waits at), so that a step added after the
@@ -34,9 +37,10 @@ from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
-from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit, _EndJoin
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent
+from SpiffWorkflow.bpmn.specs.mixins.unstructured_join import UnstructuredJoin
 from SpiffWorkflow.exceptions import WorkflowException
 from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.util.task import TaskState
@@ -241,12 +245,42 @@ def assess(workflow: BpmnWorkflow, old_pkg: ProcessPackage, new_pkg: ProcessPack
     for task in workflow.tasks.values():
         if not _replanned(task):
             reasons += _check_task(task, new_pkg.spec.task_specs, old_pkg, new_pkg)
+    reasons += _joins_ahead_changed(workflow, old_pkg, new_pkg)
     for sp in workflow.subprocesses.values():
         new_sub = new_pkg.subprocess_specs.get(sp.spec.name)
         if new_sub is None or _as_dict(sp.spec) != _as_dict(new_sub):
             reasons.append(f"the subprocess '{getattr(sp.spec, 'description', None) or sp.spec.name}' it is in "
                            "changed")
     return list(dict.fromkeys(reasons))
+
+
+def _joins_ahead(specs: dict, starts: list[str]) -> dict[str, list[str]]:
+    """The gateways where branches meet that the flows from ``starts`` reach: name -> sorted input names."""
+    seen, todo, joins = set(starts), list(starts), {}
+    while todo:
+        spec = specs.get(todo.pop())
+        if spec is None:
+            continue
+        if isinstance(spec, UnstructuredJoin) and not isinstance(spec, _EndJoin) and len(spec.inputs) > 1:
+            joins[spec.name] = sorted(i.name for i in spec.inputs)
+        for out in spec.outputs:
+            if out.name not in seen:
+                seen.add(out.name)
+                todo.append(out.name)
+    return joins
+
+
+def _joins_ahead_changed(workflow: BpmnWorkflow, old_pkg: ProcessPackage, new_pkg: ProcessPackage) -> list[str]:
+    starts = [t.task_spec.name for t in workflow.tasks.values() if t.has_state(_LIVE)]
+    old_specs, new_specs = old_pkg.spec.task_specs, new_pkg.spec.task_specs
+    ahead = {**_joins_ahead(old_specs, starts), **_joins_ahead(new_specs, starts)}
+    reasons = []
+    for name in sorted(ahead):
+        old, new = old_specs.get(name), new_specs.get(name)
+        if old is None or new is None or sorted(i.name for i in old.inputs) != sorted(i.name for i in new.inputs):
+            label = _label(new if new is not None else old)
+            reasons.append(f"the branches that meet at '{label}' ahead changed")
+    return reasons
 
 
 def _move(workflow: BpmnWorkflow, new_pkg: ProcessPackage) -> None:

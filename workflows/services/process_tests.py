@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from models import Instance, ProcessTest, User
 
-from ..engine.package import PackageError, ProcessPackage, build_package
+from ..engine.package import MAX_JSON_DEPTH, PackageError, ProcessPackage, _json_depth, build_package
 from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
 from ..studio.simulate import SimResult, Steps, simulate
@@ -44,10 +44,16 @@ def parse_case(value: Any) -> dict[str, Any]:
             raise InvalidInput("the test case is too long", {"case": f"at most {MAX_CASE_CHARS} characters"})
         try:
             value = json.loads(value)
+        except RecursionError:
+            value = None  # deeper than the parser goes: refused by the depth check below
         except ValueError as err:
             raise InvalidInput("the test case is not valid JSON",
-                               {"case": f"not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})"}
+                               {"case": f"not valid JSON: {getattr(err, 'msg', err)} (line "
+                                        f"{getattr(err, 'lineno', 1)}, column {getattr(err, 'colno', 1)})"}
                                ) from None
+        if value is None or _json_depth(value) > MAX_JSON_DEPTH:
+            raise InvalidInput("the test case is nested too deeply",
+                               {"case": f"at most {MAX_JSON_DEPTH} levels of lists and objects"})
 
     def bad(message: str) -> InvalidInput:
         return InvalidInput("the test case has errors", {"case": message})

@@ -28,7 +28,9 @@ from .deployments import DeployResult
 from .errors import Conflict, DeployRefused, InvalidInput, NotFound
 from .paging import Page
 
-FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,118}\.(bpmn|dmn|json)$")
+# what build_package (and so `lvyue deploy`) accepts, less what cannot be a plain file name: no folders, no
+# control characters, no leading dot
+FILE_NAME = re.compile(r"^(?!\.)[^/\\\x00-\x1f\x7f]{1,195}\.(bpmn|dmn|json)$")
 MAX_FILES = 200
 MAX_COMMENT = 2000
 
@@ -151,7 +153,8 @@ def clean_files(files: object) -> dict[str, str]:
     total = 0
     for name, text in files.items():
         if not isinstance(name, str) or not FILE_NAME.fullmatch(name):
-            errors[str(name)[:120]] = "a file name is letters, digits, '.', '_' or '-' ending in .bpmn, .dmn or .json"
+            errors[str(name)[:120]] = ("a file name ends in .bpmn, .dmn or .json and holds no folder or control "
+                                       "character")
         elif not isinstance(text, str):
             errors[name] = "the content must be text"
         elif "\x00" in text:
@@ -217,17 +220,38 @@ def errors_of(problems: list[Problem]) -> list[Problem]:
 
 def deploy_draft(rt: Runtime, actor: UserView, process_key: str, revision: int, comment: str) -> DeployResult:
     """Deploy the saved draft as a new version: checks and the process's saved tests must pass first."""
-    comment = (comment or "").strip()
-    if not comment:
-        raise InvalidInput("say what changed", {"comment": "a deploy needs a comment: what changed and why"})
-    if len(comment) > MAX_COMMENT:
-        raise InvalidInput("the comment is too long", {"comment": f"at most {MAX_COMMENT} characters"})
+    comment = _comment(comment)
     current = draft(rt, process_key)
     if current.revision != revision:
         raise Conflict("the draft changed since you opened it; reload the editor and deploy again")
     if revision == 0:
         raise InvalidInput("nothing to deploy", {"comment": "save a change to the draft first"})
+    with rt.read() as s:
+        latest = _deployment(s, process_key).version
+    if current.base_version != latest:
+        # deploying would silently undo what the newer version changed
+        raise Conflict(f"version {latest} was deployed after this draft was started from version "
+                       f"{current.base_version}; compare the versions, then discard the draft and redo the change "
+                       f"on version {latest}")
     files = {name: text.encode("utf-8") for name, text in current.files.items()}
+    _gate(rt, process_key, files)
+    result = deployments.deploy_files(rt, files, actor, comment, process_key=process_key)
+    with rt.write() as s:
+        s.execute(delete(Draft).where(Draft.process_key == process_key, Draft.revision == revision))
+    return result
+
+
+def _comment(comment: str | None) -> str:
+    comment = (comment or "").strip()
+    if not comment:
+        raise InvalidInput("say what changed", {"comment": "a deploy needs a comment: what changed and why"})
+    if len(comment) > MAX_COMMENT:
+        raise InvalidInput("the comment is too long", {"comment": f"at most {MAX_COMMENT} characters"})
+    return comment
+
+
+def _gate(rt: Runtime, process_key: str, files: dict[str, bytes]) -> None:
+    """What every deploy from the studio passes first: no check error, every saved process test green."""
     problems = check(files, process_key)
     if errors_of(problems):
         raise DeployRefused(f"the draft cannot be deployed ({len(errors_of(problems))} problem(s))", problems)
@@ -237,10 +261,6 @@ def deploy_draft(rt: Runtime, actor: UserView, process_key: str, revision: int, 
     failures = process_tests.failures_for_deploy(rt, process_key, package)
     if failures:
         raise DeployRefused(f"{len(failures)} process test(s) failed", [Problem(f) for f in failures])
-    result = deployments.deploy_files(rt, files, actor, comment, process_key=process_key)
-    with rt.write() as s:
-        s.execute(delete(Draft).where(Draft.process_key == process_key, Draft.revision == revision))
-    return result
 
 
 def _package(files: dict[str, bytes], process_key: str):
@@ -251,14 +271,16 @@ def _package(files: dict[str, bytes], process_key: str):
 
 
 def rollback(rt: Runtime, actor: UserView, process_key: str, version: int, comment: str) -> DeployResult:
-    """Deploy an old version's files again as a new version (running instances stay where they are)."""
-    comment = (comment or "").strip()[:MAX_COMMENT]
+    """Deploy an old version's files again as a new version (running instances stay where they are), after the
+    same checks and process tests as any deploy."""
+    comment = _comment(comment)
     files = version_files(rt, process_key, version)
     with rt.read() as s:
         latest = _deployment(s, process_key)
         if latest.version == version:
             raise InvalidInput(f"version {version} is already the latest", {"version": "nothing to roll back"})
-    note = f"rollback to version {version}" + (f": {comment}" if comment else "")
+    _gate(rt, process_key, files)
+    note = f"rollback to version {version}: {comment}"
     result = deployments.deploy_files(rt, files, actor, note, process_key=process_key)
     if not result.created:  # same content as the latest: deploy_files made no version
         raise InvalidInput(f"version {version} has the same files as the latest version",
@@ -279,6 +301,9 @@ def read_upload(uploads: list[tuple[str, bytes]]) -> dict[str, str]:
         base = name.replace("\\", "/").rsplit("/", 1)[-1]
         if not FILE_NAME.fullmatch(base):
             errors[base[:120] or "?"] = "only .bpmn, .dmn and .json files with plain names can be uploaded"
+            return
+        if base in files:
+            errors[base] = "two files of the upload have this name"
             return
         if len(data) > MAX_FILE_BYTES:
             errors[base] = f"the file is {len(data)} bytes; at most {MAX_FILE_BYTES} allowed"
@@ -319,6 +344,9 @@ def upload(rt: Runtime, actor: UserView, process_key: str, uploads: list[tuple[s
     if current.revision != revision:
         raise Conflict("the draft changed since you opened this page; reload it and upload again")
     merged = {**current.files, **incoming}
+    if any(name.endswith(".bpmn") for name in incoming):
+        # the diagram saved by a desktop modeler under another name replaces the draft's, never sits beside it
+        merged = {k: v for k, v in merged.items() if not k.endswith(".bpmn") or k in incoming}
     new_revision = save_draft(rt, actor, process_key, merged, revision)
     return new_revision, check(merged, process_key)
 
