@@ -18,7 +18,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from workflows import config
-from workflows.forms import FileRef, attachment_rules, file_fields, is_file_field, parse_reference
+from workflows.forms import FileRef, attachment_rules, file_fields, is_file_field, node_type, parse_reference
 
 log = logging.getLogger(__name__)
 
@@ -178,13 +178,7 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def _type(schema: dict) -> str:
-    t = schema.get("type")
-    if isinstance(t, list):
-        t = next((x for x in t if x != "null"), None)
-    if t is None and isinstance(schema.get("properties"), dict):
-        t = "object"
-    return t if isinstance(t, str) else "string"
+_type = node_type  # the deploy-time form checks read a node's type the same way
 
 
 def _kind(schema: dict) -> str:

@@ -305,7 +305,7 @@ def file_field_problems(schema: Any) -> list[str]:
 MAX_FILE_FIELD_PATH = 200  # attachments.field
 
 
-def _node_type(node: dict) -> str:
+def node_type(node: dict) -> str:
     """The type the task page renders a schema node as (like the form renderer reads it)."""
     t = node.get("type")
     if isinstance(t, list):
@@ -322,18 +322,18 @@ def row_field_problems(schema: Any) -> list[str]:
     def walk(node: Any, where: str) -> None:
         if not isinstance(node, dict):
             return
-        kind = _node_type(node)
+        kind = node_type(node)
         if kind == "object" and isinstance(node.get("properties"), dict):
             for key, child in node["properties"].items():
                 walk(child, f"{where}/{key}")
         elif kind == "array" and isinstance(node.get("items"), dict):
             items = node["items"]
             columns = items.get("properties") if isinstance(items.get("properties"), dict) else {}
-            if _node_type(items) == "array":
+            if node_type(items) == "array":
                 problems.append(f"{where or 'the form'}: a list whose rows are lists cannot be shown on the task "
                                 "page; give the rows named fields")
             for key, child in columns.items():
-                if isinstance(child, dict) and _node_type(child) in ("object", "array"):
+                if isinstance(child, dict) and node_type(child) in ("object", "array"):
                     problems.append(f"{where}/{key}: a row of a list can hold only plain fields, not a group or "
                                     "another list; move it beside the list")
 

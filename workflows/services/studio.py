@@ -86,11 +86,7 @@ def processes(rt: Runtime, page: int = 1, per_page: int = 20) -> Page[ProcessSum
 
 def process_name(rt: Runtime, process_key: str) -> str:
     with rt.read() as s:
-        name = s.scalar(select(Deployment.name).where(Deployment.process_key == process_key)
-                        .order_by(Deployment.version.desc()).limit(1))
-    if name is None:
-        raise NotFound(f"process '{process_key}' is not deployed")
-    return name
+        return _deployment(s, process_key).name
 
 
 def versions(rt: Runtime, process_key: str, page: int = 1, per_page: int = 20) -> Page[VersionRow]:
