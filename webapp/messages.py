@@ -474,8 +474,6 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^some uploaded files were refused; nothing was changed$", "部分上传文件被拒绝，未做任何更改"),
     (r"^no file was uploaded$", "没有上传文件"),
     (r"^choose \.bpmn, \.dmn or \.json files, or a \.zip$", "请选择 .bpmn、.dmn 或 .json 文件，或 .zip 压缩包"),
-    (r"^the draft changed since you opened this page; reload it and upload again$",
-     "打开本页后草稿已有变化；请刷新后重新上传"),
     (r"^the request body must be a JSON object$", "请求内容必须是 JSON 对象"),
     (r"^the draft revision is missing$", "缺少草稿版本号"),
     (r"^an integer$", "须为整数"),

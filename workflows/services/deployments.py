@@ -29,11 +29,14 @@ class DeployResult:
 
 
 def deploy_files(rt: Runtime, files: dict[str, bytes], actor: UserView | None = None, comment: str | None = None,
-                 process_key: str | None = None) -> DeployResult:
-    try:
-        package = build_package(files, known_roles=ROLE_CODES, process_key=process_key)
-    except PackageError as err:
-        raise DeployRefused(f"the package cannot be deployed ({len(err.problems)} problem(s))", err.problems) from err
+                 process_key: str | None = None, package: ProcessPackage | None = None) -> DeployResult:
+    """Deploy ``files`` as the next version; ``package``: the same files already built (and checked) by the caller."""
+    if package is None:
+        try:
+            package = build_package(files, known_roles=ROLE_CODES, process_key=process_key)
+        except PackageError as err:
+            raise DeployRefused(f"the package cannot be deployed ({len(err.problems)} problem(s))",
+                                err.problems) from err
     now = rt.clock.now()
     with rt.write() as s:
         latest = s.scalar(select(Deployment).where(Deployment.process_key == package.process_key)

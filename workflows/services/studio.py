@@ -20,9 +20,11 @@ from sqlalchemy.exc import IntegrityError
 
 from models import Deployment, Draft, Instance, User
 
-from ..engine.package import MAX_FILE_BYTES, MAX_PACKAGE_BYTES, PackageError, Problem, _load_forms, build_package
+from ..engine.package import MAX_FILE_BYTES, MAX_PACKAGE_BYTES, Problem, ProcessPackage, _load_forms
 from ..runtime import Runtime
-from . import audit, deployments
+from ..studio import checks
+from ..studio.checks import errors_of
+from . import audit, deployments, process_tests
 from .accounts import ROLE_CODES, UserView
 from .deployments import DeployResult
 from .errors import Conflict, DeployRefused, InvalidInput, NotFound
@@ -205,13 +207,7 @@ def discard_draft(rt: Runtime, actor: UserView, process_key: str) -> None:
 def check(files: dict[str, str] | dict[str, bytes], process_key: str | None = None) -> list[Problem]:
     """Every problem of the files, errors first (errors block deploy, warnings do not)."""
     raw = {k: v.encode("utf-8") if isinstance(v, str) else v for k, v in files.items()}
-    from ..studio import checks
-
     return checks.check_files(raw, ROLE_CODES, process_key)
-
-
-def errors_of(problems: list[Problem]) -> list[Problem]:
-    return [p for p in problems if p.severity == "error"]
 
 
 def deploy_draft(rt: Runtime, actor: UserView, process_key: str, revision: int, comment: str) -> DeployResult:
@@ -230,8 +226,8 @@ def deploy_draft(rt: Runtime, actor: UserView, process_key: str, revision: int, 
                        f"{current.base_version}; compare the versions, then discard the draft and redo the change "
                        f"on version {latest}")
     files = {name: text.encode("utf-8") for name, text in current.files.items()}
-    _gate(rt, process_key, files)
-    result = deployments.deploy_files(rt, files, actor, comment, process_key=process_key)
+    package = _gate(rt, process_key, files)
+    result = deployments.deploy_files(rt, files, actor, comment, process_key=process_key, package=package)
     with rt.write() as s:
         s.execute(delete(Draft).where(Draft.process_key == process_key, Draft.revision == revision))
     return result
@@ -246,24 +242,17 @@ def _comment(comment: str | None) -> str:
     return comment
 
 
-def _gate(rt: Runtime, process_key: str, files: dict[str, bytes]) -> None:
-    """What every deploy from the studio passes first: no check error, every saved process test green."""
-    problems = check(files, process_key)
-    if errors_of(problems):
-        raise DeployRefused(f"the draft cannot be deployed ({len(errors_of(problems))} problem(s))", problems)
-    package = _package(files, process_key)
-    from . import process_tests
-
+def _gate(rt: Runtime, process_key: str, files: dict[str, bytes]) -> ProcessPackage:
+    """What every deploy from the studio passes first: no check error, every saved process test green. Returns
+    the package the check built, for the deploy itself."""
+    problems, package = checks.check_package(files, ROLE_CODES, process_key)
+    errors = errors_of(problems)
+    if errors or package is None:
+        raise DeployRefused(f"the draft cannot be deployed ({len(errors)} problem(s))", problems)
     failures = process_tests.failures_for_deploy(rt, process_key, package)
     if failures:
         raise DeployRefused(f"{len(failures)} process test(s) failed", [Problem(f) for f in failures])
-
-
-def _package(files: dict[str, bytes], process_key: str):
-    try:
-        return build_package(files, known_roles=ROLE_CODES, process_key=process_key)
-    except PackageError as err:
-        raise DeployRefused(f"the draft cannot be deployed ({len(err.problems)} problem(s))", err.problems) from err
+    return package
 
 
 def rollback(rt: Runtime, actor: UserView, process_key: str, version: int, comment: str) -> DeployResult:
@@ -275,9 +264,9 @@ def rollback(rt: Runtime, actor: UserView, process_key: str, version: int, comme
         latest = _deployment(s, process_key)
         if latest.version == version:
             raise InvalidInput(f"version {version} is already the latest", {"version": "nothing to roll back"})
-    _gate(rt, process_key, files)
+    package = _gate(rt, process_key, files)
     note = f"rollback to version {version}: {comment}"
-    result = deployments.deploy_files(rt, files, actor, note, process_key=process_key)
+    result = deployments.deploy_files(rt, files, actor, note, process_key=process_key, package=package)
     if not result.created:  # same content as the latest: deploy_files made no version
         raise InvalidInput(f"version {version} has the same files as the latest version",
                            {"version": "nothing to roll back"})
@@ -336,9 +325,7 @@ def upload(rt: Runtime, actor: UserView, process_key: str, uploads: list[tuple[s
            revision: int) -> tuple[int, list[Problem]]:
     """Put uploaded files into the draft (same names are replaced) and check the result like the editor does."""
     incoming = read_upload(uploads)
-    current = draft(rt, process_key)
-    if current.revision != revision:
-        raise Conflict("the draft changed since you opened this page; reload it and upload again")
+    current = draft(rt, process_key)  # save_draft refuses it if someone saved since ``revision``
     merged = {**current.files, **incoming}
     if any(name.endswith(".bpmn") for name in incoming):
         # the diagram saved by a desktop modeler under another name replaces the draft's, never sits beside it

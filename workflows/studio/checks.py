@@ -39,6 +39,7 @@ from ..engine.package import (
     SPIFF_NS,
     PackageError,
     Problem,
+    ProcessPackage,
     build_package,
 )
 
@@ -85,7 +86,15 @@ _CODES = [(re.compile(p), code) for p, code in [
 
 def check_files(files: dict[str, bytes], known_roles: set[str], process_key: str | None = None) -> list[Problem]:
     """Every problem of a process package, errors first; an empty list means it deploys cleanly."""
+    return check_package(files, known_roles, process_key)[0]
+
+
+def check_package(files: dict[str, bytes], known_roles: set[str],
+                  process_key: str | None = None) -> tuple[list[Problem], ProcessPackage | None]:
+    """``check_files``'s problems and the package built on the way (None when it does not build), so that a
+    deploy after the check does not build it again."""
     files = {PurePosixPath(name).name: data for name, data in files.items()}
+    package = None
     try:
         package = build_package(files, known_roles=known_roles, process_key=process_key)
         found: list[Problem] = [replace(p, code=p.code or _code(p)) for p in package.warnings]
@@ -110,12 +119,16 @@ def check_files(files: dict[str, bytes], known_roles: set[str], process_key: str
             except Exception:  # noqa: BLE001 - a lint that trips over a broken package finds nothing
                 log.exception("studio check %s crashed", lint.__name__)
     unique = list(dict.fromkeys(found))
-    return sorted(unique, key=lambda p: p.severity != ERROR)  # stable: errors first, each in their order
+    return sorted(unique, key=lambda p: p.severity != ERROR), package  # stable: errors first, each in their order
+
+
+def errors_of(problems: list[Problem]) -> list[Problem]:
+    """The problems that block a deploy (warnings never do)."""
+    return [p for p in problems if p.severity == ERROR]
 
 
 def blocks_deploy(problems: list[Problem]) -> bool:
-    """Whether any of ``problems`` is an error (warnings never block)."""
-    return any(p.severity == ERROR for p in problems)
+    return bool(errors_of(problems))
 
 
 def _code(problem: Problem) -> str:
