@@ -346,11 +346,18 @@ class World:
         client = self.client(principal, fresh=True)
         if path.startswith("/api/"):
             return client.post(path, json=fill_json(route.data, self.ids), headers=self.headers(principal))
-        if route.json:
-            return client.post(path, json=fill_json(route.data, self.ids), headers={"X-CSRFToken": csrf_token(client)})
-        form = {k: self.fill(v) for k, v in route.data.items()}
-        form["csrf_token"] = csrf_token(client)
-        return client.post(path, data=form, headers=self.headers(principal))
+        return post_page(client, path, route, self.ids, csrf_token(client), self.headers(principal))
+
+
+def post_page(client: FlaskClient, path: str, route: Route, ids: dict[str, Any], token: str | None,
+              headers: dict[str, str] | None = None) -> TestResponse:
+    """A page's POST as the page sends it: its form with the ``csrf_token`` field, or its script's JSON with the
+    token in ``X-CSRFToken`` (``token`` None: no token at all)."""
+    body = fill_json(route.data, ids)
+    if route.json:
+        return client.post(path, json=body, headers={**(headers or {}),
+                                                     **({} if token is None else {"X-CSRFToken": token})})
+    return client.post(path, data=body if token is None else {**body, "csrf_token": token}, headers=headers or {})
 
 
 def fill_json(value: Any, ids: dict[str, Any]) -> Any:
@@ -699,15 +706,9 @@ def test_form_posts_need_this_sessions_csrf_token(key: tuple[str, str], shared: 
     client = shared.client(username, fresh=True)
     stranger = shared.client("rep2", fresh=True)
     before = fingerprint(shared.rt)
-    data = {} if route.json else {k: shared.fill(v) for k, v in route.data.items()}
     path = shared.fill(route.path)
     for token in (None, "", csrf_token(stranger), "x" * 91):
-        if route.json:
-            response = client.post(path, json=fill_json(route.data, shared.ids),
-                                   headers={} if token is None else {"X-CSRFToken": token})
-        else:
-            form = data if token is None else {**data, "csrf_token": token}
-            response = client.post(path, data=form)
+        response = post_page(client, path, route, shared.ids, token)
         assert is_csrf_refusal(shared.app, response), (key, username, token, response.status_code,
                                                        response.get_data(as_text=True)[:300])
         assert_hardened(response, f"CSRF {key}", private=True)
@@ -717,12 +718,7 @@ def test_form_posts_need_this_sessions_csrf_token(key: tuple[str, str], shared: 
     # may already hold what it creates, e.g. the matrix's "newbie" account)
     world = request.getfixturevalue("world") if route.mutates else shared
     client = world.client(username, fresh=True)
-    if route.json:
-        served = client.post(world.fill(route.path), json=fill_json(route.data, world.ids),
-                             headers={"X-CSRFToken": csrf_token(client)})
-    else:
-        form = {**{k: world.fill(v) for k, v in route.data.items()}, "csrf_token": csrf_token(client)}
-        served = client.post(world.fill(route.path), data=form)
+    served = post_page(client, world.fill(route.path), route, world.ids, csrf_token(client))
     assert not is_csrf_refusal(world.app, served), (key, username, served.status_code)
     assert_answer(served, route.expected[username], world, f"POST {key[0]} as {username} with its token")
     if key == ("auth.logout", "POST"):  # its declared answer is the login page: it must have signed out

@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from models import Instance, ProcessTest, User
 
 from ..engine.package import MAX_JSON_DEPTH, PackageError, ProcessPackage, _json_depth, build_package
-from ..forms import FormInvalid, validate_submission
+from ..forms import FormInvalid
 from ..runtime import Runtime
-from ..studio.simulate import SimResult, Steps, simulate
+from ..studio.simulate import SimResult, Steps, simulate, strict_start
 from . import audit
 from .accounts import ROLE_CODES, UserView
 from .errors import InvalidInput, NotFound
@@ -166,13 +166,10 @@ def run_case(package: ProcessPackage, name: str, case: dict[str, Any]) -> CaseRe
 
 def _start_data(package: ProcessPackage, data: dict[str, Any]) -> dict[str, Any]:
     """Start data as ``instances.start_instance`` takes it (through the start form, if the process has one)."""
-    form = package.main.start_form
-    if form and form in package.forms:
-        try:
-            return validate_submission(package.forms[form], data, package.validator(form))
-        except FormInvalid as err:
-            raise InvalidInput("the start form has errors", err.errors) from err
-    return dict(data)
+    try:
+        return strict_start(package, data)
+    except FormInvalid as err:
+        raise InvalidInput("the start form has errors", err.errors) from err
 
 
 _results: dict[tuple[str, str], CaseResult] = {}  # (package hash, name + case hash) -> result: a pure function

@@ -29,7 +29,7 @@ from ..clock import FrozenClock
 from ..engine.package import PackageError, ProcessPackage, build_package
 from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
-from ..studio.simulate import Ready, Recorded, default_script_engine, simulate, strict
+from ..studio.simulate import Ready, Recorded, default_script_engine, simulate, strict, strict_start
 from .accounts import ROLE_CODES
 from .deployments import package_for
 from .errors import DeployRefused, InvalidInput, NotFound
@@ -253,10 +253,9 @@ def _lenient(old: ProcessPackage, misfits: set[str]):
 def _start_data(old: ProcessPackage, new: ProcessPackage, data: dict[str, Any]) -> dict[str, Any]:
     """Start data as the start form cleans it (the new one, else the old one, else as recorded)."""
     for package in (new, old):
-        form = package.main.start_form
-        if form and form in package.forms:
+        if package.main.start_form in package.forms:
             try:
-                return validate_submission(package.forms[form], data, package.validator(form))
+                return strict_start(package, data)
             except FormInvalid:
                 continue
     return dict(data)

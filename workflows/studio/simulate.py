@@ -97,6 +97,15 @@ def strict(package: ProcessPackage, task: Ready, data: dict[str, Any]) -> dict[s
     return validate_submission(package.forms[task.form], data, package.validator(task.form))
 
 
+def strict_start(package: ProcessPackage, data: dict[str, Any]) -> dict[str, Any]:
+    """Start data as a start does it: through the start form, if the process has one; ``FormInvalid`` if it does
+    not fit."""
+    form = package.main.start_form
+    if form and form in package.forms:
+        return validate_submission(package.forms[form], data, package.validator(form))
+    return dict(data)
+
+
 def simulate(package: ProcessPackage, start: dict[str, Any], inputs: Inputs, *, clean: Clean = strict,
              clock: FrozenClock | None = None, script_engine: Any = None, max_steps: int = MAX_STEPS) -> SimResult:
     """Run ``package`` from ``start`` data, asking ``inputs`` what to do at every wait.
