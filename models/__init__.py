@@ -8,12 +8,14 @@ from .consultations import Consultation
 from .deployments import Deployment, DeploymentFile
 from .instances import Instance, Step
 from .notifications import Notification, OutboxEmail
+from .records import AssignmentRule, Complaint, Contract, Customer, Installment, OwnershipChange, Payment, Quote
 from .studio import Draft, ProcessTest
 from .substitutes import Substitution
 from .tasks import TaskRow, Timer
 
 __all__ = [
-    "ApiToken", "Attachment", "AuditAnchor", "AuditAnchorEntry", "AuditChain", "AuditEvent", "Base", "Consultation",
-    "Deployment", "DeploymentFile", "Draft", "Instance", "LoginAttempt", "Notification", "OutboxEmail", "ProcessTest",
+    "ApiToken", "AssignmentRule", "Attachment", "AuditAnchor", "AuditAnchorEntry", "AuditChain", "AuditEvent", "Base",
+    "Complaint", "Consultation", "Contract", "Customer", "Deployment", "DeploymentFile", "Draft", "Installment",
+    "Instance", "LoginAttempt", "Notification", "OutboxEmail", "OwnershipChange", "Payment", "ProcessTest", "Quote",
     "Role", "Step", "Substitution", "TaskRow", "Timer", "UTCDateTime", "User", "UserRole",
 ]

@@ -22,7 +22,9 @@ from .conftest import PG_URL
 TABLES = {"roles", "users", "user_roles", "deployments", "deployment_files", "instances", "steps", "tasks", "timers",
           "audit_events", "notifications", "outbox_emails", "api_tokens", "login_attempts", "audit_chains",
           "audit_anchors", "audit_anchor_entries"} | {"consultations"} | {"attachments"} | {"substitutions"} \
-    | {"studio_drafts", "process_tests"}
+    | {"studio_drafts", "process_tests"} \
+    | {"customers", "ownership_changes", "assignment_rules", "quotes", "contracts", "installments", "payments",
+       "complaints"}
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from ..engine import runner
 from ..engine.compaction import DroppedTask
 from ..engine.package import ProcessPackage
 from ..runtime import Runtime
-from . import audit, notifications
+from . import audit, notifications, records
 from . import statements as sql
 from .accounts import UserView
 from .errors import ProcessError, RaceLost
@@ -55,6 +55,16 @@ class LiveInstance:
                    row.amount, row.team)
 
 
+@dataclass(frozen=True)
+class HandTo:
+    """The first new task of one of ``user``'s roles is theirs instead of the actor's: a new deal for an existing
+    customer goes to its owner (``services/customers.py``). Recorded as a reassignment by the actor with ``reason``,
+    and the new holder is told."""
+
+    user: UserView
+    reason: str
+
+
 @dataclass
 class StepOutcome:
     version: int
@@ -81,17 +91,20 @@ def has_timers(workflow: BpmnWorkflow) -> bool:
 
 def persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
                  stepped: runner.StepResult, now: datetime, had_timers: bool,
-                 actor: UserView | None = None, claim_first: bool = False) -> StepOutcome:
+                 actor: UserView | None = None, claim_first: bool = False,
+                 hand_to: HandTo | None = None) -> StepOutcome:
     """``actor``: the user whose action caused the step (not notified of the tasks it made); ``None`` for
     the timer worker. ``claim_first``: the first new task of one of the actor's roles is theirs at once,
-    recorded as their claim (a rep who starts a quote prepares it; nobody else is told of it)."""
+    recorded as their claim (a rep who starts a quote prepares it; nobody else is told of it). ``hand_to``
+    (with an actor): that first task goes to someone else instead, whatever ``claim_first`` says."""
     with using_clock(rt.clock):  # due dates and timer values read the runtime's clock too
-        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor, claim_first)
+        return _persist_step(rt, s, inst, package, workflow, stepped, now, had_timers, actor, claim_first, hand_to)
 
 
 def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessPackage, workflow: BpmnWorkflow,
                   stepped: runner.StepResult, now: datetime, had_timers: bool,
-                  actor: UserView | None = None, claim_first: bool = False) -> StepOutcome:
+                  actor: UserView | None = None, claim_first: bool = False,
+                  hand_to: HandTo | None = None) -> StepOutcome:
     conn = s.connection()
     actor_id = actor.id if actor is not None else None
     dropped = stepped.dropped
@@ -106,8 +119,12 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     known = {r.task_uuid for r in open_rows}
     new_rows = [_task_row(rt, inst, package, task_id, task, now) for task_id, task in ready.items()
                 if task_id not in known]
-    claimed = None
-    if claim_first and actor is not None:
+    claimed = handed = None
+    if hand_to is not None and actor is not None:
+        handed = next((row for row in new_rows if row["role"] in hand_to.user.roles), None)
+        if handed is not None:
+            handed["assignee_id"], handed["claimed_at"] = hand_to.user.id, now
+    elif claim_first and actor is not None:
         claimed = next((row for row in new_rows if row["role"] in actor.roles), None)
         if claimed is not None:
             claimed["assignee_id"], claimed["claimed_at"] = actor.id, now
@@ -161,6 +178,9 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
         "completed_at": now if completed else None, "end_event": end_event})
     if result.rowcount != 1:
         raise RaceLost("someone else changed this contract at the same moment; reload and try again")
+    records.project(s, instance_id=inst.id, process_key=inst.process_key, team=inst.team, data=data, now=now,
+                    actor_id=actor_id, completed=completed, stage=stage,
+                    outcome=package.main.outcomes.get(end_event) if end_event else None)
     if outcome.new_task_ids:
         made = list(zip(outcome.new_task_ids, new_rows, strict=True))
         # rows that already have a holder (claimed on start, returned to their author) are nobody else's news
@@ -170,7 +190,8 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
             notifications.on_new_tasks(conn, unheld, now, actor_id=actor_id, escalated=escalated,
                                        business_tz=rt.business_tz)
         back = {id(row) for row in returned}
-        pairs = [(task_id, row) for task_id, row in made if id(row) in back and not row["on_behalf_of_id"]]
+        pairs = [(task_id, row) for task_id, row in made
+                 if (id(row) in back and not row["on_behalf_of_id"]) or row is handed]
         if pairs:
             notifications.on_returned(conn, pairs, inst.id, inst.customer_name, actor_id, now,
                                       business_tz=rt.business_tz)
@@ -178,6 +199,10 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
             if row is claimed:
                 audit.record(s, now, "claim", actor_id=actor.id, actor=actor.username, role=row["role"],
                              instance_id=inst.id, task_id=task_id, spec_id=row["spec_id"])
+            elif row is handed:
+                audit.record(s, now, "reassign", actor_id=actor.id, actor=actor.username, role=row["role"],
+                             instance_id=inst.id, task_id=task_id, spec_id=row["spec_id"],
+                             data={"from": None, "to": hand_to.user.username, "reason": hand_to.reason})
             elif id(row) in back:
                 audit.record(s, now, "return", role=row["role"], instance_id=inst.id, task_id=task_id,
                              spec_id=row["spec_id"], data={"assignee_id": row["assignee_id"]})

@@ -27,7 +27,7 @@ from ..engine import runner
 from ..engine.sandbox import SandboxViolation
 from ..forms import FormInvalid, validate_submission
 from ..runtime import Runtime
-from . import audit
+from . import audit, records
 from . import statements as sql
 from .accounts import SUPERVISORY_ROLES, TEAM_SCOPED_ROLES, UserView, in_team, supervises
 from .deployments import package_for
@@ -502,6 +502,8 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
             with using_clock(rt.clock):
                 task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
                 after = dict(task.data)
+                records.check_completion(s, row.process_key, row.role, cleaned, after, user.id, row.name,
+                                         on_behalf_of_id=row.on_behalf_of_id)
                 stepped = runner.step(workflow, origin=task)
         except runner.NotReady:
             raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
