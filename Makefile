@@ -28,6 +28,13 @@ run: setup
 worker: setup
 	$(BIN)/lvyue worker
 
+# Months of history for the dashboards: 200 more contracts driven through the real process into the database `make
+# run` uses (LVYUE_DATABASE_URL, else instance/lvyue.db), beside whatever it holds; `lvyue demo --help` for the options.
+.PHONY: demo-data
+demo-data: $(BIN)/.installed
+	$(BIN)/lvyue init-db
+	$(BIN)/lvyue demo --contracts 200
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -101,3 +108,9 @@ bench-power: setup
 bench-studio: setup
 	bash scripts/ensure-postgres.sh
 	$(BIN)/python bench/studio_bench.py
+
+# What a manager waits for: the dashboard, the overdue list and a contract's records over demo contracts
+.PHONY: bench-dashboard
+bench-dashboard: setup
+	bash scripts/ensure-postgres.sh
+	$(BIN)/python bench/dashboard_bench.py
