@@ -43,6 +43,8 @@ PRINCIPALS = [ANON, *WEB_USERS, *API_USERS]
 LOGGED_IN = set(WEB_USERS)
 SUPERVISORY = {"sup1", "mgr1", "dir1", "sup2"}
 REPS = {"rep1", "rep2", "rep3"}
+CUSTOMER_VIEWERS = REPS | SUPERVISORY | {"audit1", "admin"}
+DASHBOARD = REPS | SUPERVISORY | {"fin1", "audit1", "admin"}
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,15 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("attachments.download", "GET"): Route("/attachments/{key}/" + "0" * 64,
                                            web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 404)),
     ("contracts.index", "GET"): Route("/contracts", everyone_logged_in(200)),
+    # the dashboard: sales roles (a rep their own numbers, supervisors and managers their team), finance, compliance
+    ("dashboard.index", "GET"): Route("/dashboard", web(DASHBOARD, 200)),
+    ("dashboard.overdue", "GET"): Route("/dashboard/overdue?page=2", web(DASHBOARD, 200)),
     ("contracts.show", "GET"): Route("/contracts/{key}",
                                      web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200)),
+    # the responsibility table (职责分工表): whoever may see the contract's page, and nobody else
+    ("contracts.responsibilities", "GET"): Route("/contracts/{key}/responsibilities",
+                                                 web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"},
+                                                     200)),
     ("inbox.index", "GET"): Route("/inbox", everyone_logged_in(200)),
     ("inbox.read", "POST"): Route("/inbox/read", everyone_logged_in(Redirect("/inbox"))),
     # substitutes (委托): one's own time away, naming dir1 (who may not name themselves); {away} is rep2's range,
@@ -172,6 +181,20 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("away.cancel", "POST"): Route("/me/away/{away}/cancel", web({"rep2"}, Redirect("/me/away"), denied=404),
                                    mutates=True),
     ("away.team", "GET"): Route("/away", web(SUPERVISORY, 200)),
+    # customers (客户归属): the sales roles, compliance and administrators see who owns what; {customer} belongs to
+    # rep1 (registered by sup1 while rep1 was on duty). Supervisors, managers and the director register customers (for
+    # their own team: sup2 is west's), a rep other than the owner asks the director for one (its owner rep1 is told
+    # it is already theirs), the team's manager and the director set the team's rule
+    ("customers.index", "GET"): Route("/customers?flagged=1", web(CUSTOMER_VIEWERS, 200)),
+    ("customers.show", "GET"): Route("/customers/{customer}", web(CUSTOMER_VIEWERS, 200)),
+    ("customers.register", "POST"): Route("/customers", web({"sup1", "mgr1", "dir1"}, Redirect("/customers/")),
+                                          {"name": "矩阵新客户 {customer}", "team": "east"}, mutates=True),
+    ("customers.request_ownership", "POST"): Route("/customers/{customer}/request",
+                                                   {**web({"rep2", "rep3"}, Redirect("/contracts/D-")), "rep1": 422},
+                                                   {"reason": "the buyer asked for me"}, mutates=True),
+    ("customers.rules", "GET"): Route("/customers/rules", web(CUSTOMER_VIEWERS, 200)),
+    ("customers.save_rule", "POST"): Route("/customers/rules", web({"mgr1", "dir1"}, Redirect("/customers/rules")),
+                                           {"team": "east", "rule": "on_duty", "on_duty": "rep1"}, mutates=True),
     ("status.index", "GET"): Route("/status", everyone_logged_in(200)),
     ("compliance.explorer", "GET"): Route("/compliance/", compliance_only()),
     ("compliance.instance", "GET"): Route("/compliance/contracts/{key}", compliance_only()),
@@ -304,6 +327,12 @@ def build_objects(rt: Runtime, ids: dict[str, Any]) -> dict[str, str]:
         held = prepared().task("supervisor_review")
         tasks.claim(rt, held.id, accounts.get_user(rt, holder))
         ids[placeholder] = held.id
+    from workflows.services import customers  # {customer}: a new customer of rep1's, nobody asking for it yet
+
+    customers.set_rule(rt, accounts.get_user(rt, "mgr1"), "east", "on_duty", "rep1")
+    ids["customer_seq"] = ids.get("customer_seq", 0) + 1
+    ids["customer"] = customers.register_customer(rt, accounts.get_user(rt, "sup1"),
+                                                  f"矩阵客户 Matrix {ids['customer_seq']}").id
     return bearer
 
 
@@ -631,10 +660,10 @@ def test_four_eyes_holds_on_every_path(world: World) -> None:
     account = accounts.add_user(rt, None, "api_both", None, ["sales_rep", "supervisor"], team="east",
                                 service_account=True)
     world.bearer["api_both"] = tokens.issue_token(rt, account.id, "both", None)
-    web_flow = Flow(rt, starter="both1")
-    web_flow.act("prepare_quote", "both1", quote())
+    web_flow = Flow(rt, starter="both1")  # customers of their own: the world's customer is rep1's (客户归属)
+    web_flow.act("prepare_quote", "both1", quote(customer_name="四眼客户 Both1's Co"))
     api_flow = Flow(rt, starter="api_both")
-    api_flow.act("prepare_quote", "api_both", quote())
+    api_flow.act("prepare_quote", "api_both", quote(customer_name="四眼客户 API Co"))
     review, api_review = web_flow.task("supervisor_review"), api_flow.task("supervisor_review")
     before = fingerprint(rt)
 

@@ -13,7 +13,7 @@ from workflows.runtime import Runtime
 from workflows.services import accounts
 from workflows.services.errors import ServiceError
 
-from . import i18n, labels
+from . import charts, i18n, labels
 from .config import Config, TestConfig
 from .errors import render_error
 from .session_user import SessionUser
@@ -32,6 +32,7 @@ def create_app(config: type[Config] = Config, runtime: Runtime | None = None) ->
     csrf.init_app(app)
     i18n.init_app(app)
     labels.init_app(app)
+    charts.init_app(app)
     _init_login(app, rt)
 
     from .views import BLUEPRINTS

@@ -6,6 +6,7 @@ from flask import Flask, current_app
 
 from workflows.bilingual import name_in
 from workflows.services.accounts import ROLES
+from workflows.services.kpis import DASHBOARD_ROLES
 
 from .i18n import get_language
 from .i18n import gettext as _
@@ -64,6 +65,13 @@ def bilingual(name: str | None) -> str:
 
 
 _RISKS = {"low": N_("Low"), "medium": N_("Medium"), "high": N_("High")}
+_RECORD_STATUSES = {"in_review": N_("in review"), "approved": N_("approved"), "rejected": N_("rejected"),
+                    "revised": N_("revised"), "drafted": N_("drafted"), "signed": N_("signed"),
+                    "delivered": N_("delivered"), "fulfilled": N_("fulfilled"), "cancelled": N_("cancelled")}
+
+
+def record_status(value: str | None) -> str:
+    return _(_RECORD_STATUSES[value]) if value in _RECORD_STATUSES else (value or "")
 
 
 def risk_label(value: str | None) -> str:
@@ -79,5 +87,6 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def _labels():
         return {"role_label": role_label, "stage_label": stage_label, "action_label": action_label,
-                "status_label": status_label, "risk_label": risk_label, "actor_label": actor_label,
-                "url_endpoints": current_app.view_functions}
+                "status_label": status_label, "risk_label": risk_label, "record_status": record_status,
+                "actor_label": actor_label,
+                "url_endpoints": current_app.view_functions, "dashboard_roles": DASHBOARD_ROLES}

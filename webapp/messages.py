@@ -484,6 +484,59 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^(?P<where>.+): a list whose rows are lists cannot be shown on the task page; give the rows named fields$",
      "{where}：行本身是列表的列表无法在任务页面显示；请为行设置具名字段"),
     (r"^test '(?P<name>[^']+)': (?P<inner>.+)$", "测试「{name}」：{inner}"),
+    # the dashboard (services/kpis.py)
+    (r"^invalid period$", "期间无效"),
+    (r"^give a start and an end date \(YYYY-MM-DD\)$", "请填写开始和结束日期（YYYY-MM-DD）"),
+    (r"^the end must be after the start, at most ten years$", "结束日期须晚于开始日期，跨度最多十年"),
+    (r"^month, quarter, year or custom$", "请选择月、季度、年或自定义"),
+    (r"^the dashboard is for sales, finance and compliance roles$", "看板仅供销售、财务和合规角色使用"),
+    # business records: payment plans, payments, customer ownership (services/records.py)
+    (r"^every installment needs an amount above zero$", "每一期的金额都须大于零"),
+    (r"^the installments add up to (?P<planned>\S+) but the contract amount is (?P<total>\S+) \(short by "
+     r"(?P<gap>\S+)\)$", "各期金额合计 {planned}，与合同金额 {total} 不符（少 {gap}）"),
+    (r"^the installments add up to (?P<planned>\S+) but the contract amount is (?P<total>\S+) \(over by "
+     r"(?P<gap>\S+)\)$", "各期金额合计 {planned}，与合同金额 {total} 不符（多 {gap}）"),
+    (r"^the installments must be in order of their due dates$", "各期须按到期日先后排列"),
+    (r"^the amount received must be above zero$", "实收金额须大于零"),
+    (r"^the amount received \((?P<amount>\S+)\) is more than what is still open on the contract "
+     r"\((?P<open>\S+)\)$", "实收金额（{amount}）超过合同尚未收取的金额（{open}）"),
+    (r"^the customer '(?P<customer>.+)' belongs to (?P<owner>.+); ask the director for it with an ownership "
+     r"request instead of quoting it$", "客户「{customer}」归属于 {owner}；请通过客户归属申请向总监申请，不要直接报价"),
+    # customers and ownership, the teams' assignment rules, ownership requests (services/customers.py)
+    (r"^the customers are for the sales team, compliance and administrators$",
+     "客户信息仅供销售团队、合规和管理员查看"),
+    (r"^only supervisors, managers and the director register customers$", "只有销售主管、经理和总监可以登记客户"),
+    (r"^the new customer has errors$", "新客户信息有误"),
+    (r"^(?P<user>\S+) registers customers for the team '(?P<team>[^']*)' only$", "{user} 只能为团队「{team}」登记客户"),
+    (r"^choose the team the customer goes to$", "请选择客户所属团队"),
+    (r"^enter the customer's name$", "请填写客户名称"),
+    (r"^must have at most (?P<n>\d+) characters$", "最多 {n} 个字符"),
+    (r"^must not contain control characters$", "不能包含控制字符"),
+    (r"^the customer '(?P<customer>.+)' already exists and belongs to (?P<owner>.+)$",
+     "客户「{customer}」已存在，归属 {owner}"),
+    (r"^the team '(?P<team>[^']*)' has no active sales rep to own a new customer$",
+     "团队「{team}」没有在职的销售代表，无法分配新客户"),
+    (r"^the team '(?P<team>[^']*)' has no active sales rep$", "团队「{team}」没有在职的销售代表"),
+    (r"^nobody on duty for the team '(?P<team>[^']*)' is an active sales rep of it; its manager names the rep on "
+     r"duty$", "团队「{team}」没有在职的值班销售；请由团队经理指定值班销售"),
+    (r"^only a manager of the team '(?P<team>[^']*)' or the director sets its assignment rule$",
+     "只有团队「{team}」的经理或总监可以设置其分配规则"),
+    (r"^the assignment rule has errors$", "分配规则有误"),
+    (r"^must be one of: (?P<options>.+)$", "必须是以下之一：{options}"),
+    (r"^choose the rep on duty$", "请选择值班销售"),
+    (r"^(?P<user>\S+) is not an active sales rep of the team '(?P<team>[^']*)'$",
+     "{user} 不是团队「{team}」的在职销售代表"),
+    (r"^no team '(?P<team>[^']*)' with sales reps$", "没有名为「{team}」且有销售代表的团队"),
+    (r"^no customer #(?P<id>\d+)$", "没有编号为 {id} 的客户"),
+    (r"^no customer named '(?P<customer>.*)'$", "没有名为「{customer}」的客户"),
+    (r"^only sales reps ask for a customer$", "只有销售代表可以申请客户归属"),
+    (r"^the ownership request has errors$", "客户归属申请有误"),
+    (r"^give a reason for the request$", "请填写申请理由"),
+    (r"^the customer '(?P<customer>.+)' is already yours$", "客户「{customer}」已归您所有"),
+    (r"^the customer '(?P<customer>.+)' has no owner yet; quote it and it becomes yours$",
+     "客户「{customer}」尚无归属；直接报价即归您所有"),
+    (r"^a request for the customer '(?P<customer>.+)' is already waiting for the director's decision "
+     r"\((?P<key>[^)]+)\)$", "客户「{customer}」的归属申请正在等待总监裁决（{key}）"),
 ]]
 
 

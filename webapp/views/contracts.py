@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template, request
 from flask_login import login_required
 
-from workflows.services import attachments, contract_view, rewind
+from workflows.services import attachments, contract_view, records, responsibility, rewind
 
 from .common import me, page_arg, rt
 
@@ -18,7 +18,15 @@ def show(key: str):
     view = contract_view.contract_view(rt(), key, me(), page=page_arg())
     return render_template("contract.html", c=view, now=rt().clock.now(),
                            files=attachments.of_contract(rt(), key, me()),
-                           withdrawable=rewind.withdrawable(rt(), view.instance.id, me()))
+                           withdrawable=rewind.withdrawable(rt(), view.instance.id, me()),
+                           records=records.contract_records(rt(), view.instance.id))
+
+
+@bp.get("/contracts/<key>/responsibilities")
+@login_required
+def responsibilities(key: str):
+    """The responsibility table (职责分工表): every step done, open and to come, with whom; printable."""
+    return render_template("responsibilities.html", t=responsibility.responsibility_table(rt(), key, me()))
 
 
 @bp.get("/contracts")
