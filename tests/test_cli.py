@@ -50,13 +50,14 @@ def test_init_db_on_an_empty_sqlite_file(tmp_path):
     out = ok(lvyue(url, "init-db"))
     assert f"demo users: {len(accounts.DEMO_USERS)} created" in out
     assert "complaint v1: deployed" in out and "quote_to_cash v1: deployed" in out
+    assert "ownership_dispute v1: deployed" in out
     again = ok(lvyue(url, "init-db"))
     assert "demo users: 0 created" in again
     assert "complaint v1: unchanged" in again and "quote_to_cash v1: unchanged" in again
     rt = Runtime(url)
     try:
         assert count(rt, User) == len(accounts.DEMO_USERS)
-        assert count(rt, Deployment) == 2
+        assert count(rt, Deployment) == 3  # quote_to_cash, complaint, ownership_dispute
         assert accounts.authenticate(rt, "rep1", accounts.DEMO_PASSWORD) is not None
         assert accounts.get_user(rt, "owner1").roles == {"process_owner"}
     finally:

@@ -148,8 +148,9 @@ def test_return_settings_are_checked_at_deploy():
                                                            'value="maybe" />')), known_roles=accounts.ROLE_CODES)
     built = build_package(real_set(quote_to_cash__bpmn=(stage, stage + '<spiffworkflow:property name="returnable" '
                                                                'value="false" />')), known_roles=accounts.ROLE_CODES)
-    closed = [t for t in built.main.user_tasks.values() if not t.returnable]
-    assert len(closed) == 1 and built.main.return_barriers == ("customer_signature",)
+    closed = sorted(t.spec_id for t in built.main.user_tasks.values() if not t.returnable)
+    # record_payment is never reopened (a recorded payment stays recorded); the edit closed one more step
+    assert len(closed) == 2 and "record_payment" in closed and built.main.return_barriers == ("customer_signature",)
 
 
 def test_a_step_marked_not_returnable_is_never_reopened(rt):
@@ -417,7 +418,15 @@ def test_steps_behind_the_signature_barrier_are_not_offered(rt):
 
 def test_return_to_a_step_with_a_boundary_timer_arms_a_fresh_timer(rt, clock):
     """record_payment carries the non-interrupting overdue escalation: the manager handling the escalation sends
-    the contract back to record the payment again; the open payment task and its timer are replaced, once."""
+    the contract back to record the payment again; the open payment task and its timer are replaced, once.
+    The shipped process marks record_payment returnable="false" (a recorded payment stays recorded), so this
+    engine property is tested on a version of it without that mark."""
+    from workflows.services import deployments
+
+    from .test_deploy import real_set
+
+    deployments.deploy_files(rt, real_set(quote_to_cash__bpmn=(
+        '<spiffworkflow:property name="returnable" value="false" />', '')), comment="record_payment returnable")
     f = Flow(rt)
     f.to_collection()
     clock.set(datetime(2026, 12, 15, 1, 0, tzinfo=UTC))
@@ -460,7 +469,7 @@ def test_moves_keep_the_records_consistent(rt):
     rewind.withdraw(rt, _completed(rt, f.id, "finance_review").id, f.user("fin1"))
     assert consistency.check_instances(rt, [f.id]) == []
     f.act("finance_review", "fin1", approve("finance"))
-    f.through_contract()
+    f.through_contract(plan=[{"amount": str(f.data()["amount"]), "due_date": "2026-12-15"}])  # the plan fits
     f.through_delivery()
     assert consistency.check_instances(rt, [f.id]) == []
     report = consistency.check_all(rt)

@@ -37,6 +37,7 @@ _ACTIONS = {
     "withdraw": N_("withdrew"), "return_to_step": N_("returned the contract from"),
     "migrate": N_("moved to a newer process version"), "rollback": N_("rolled back a process version"),
     "process_test_saved": N_("saved a process test"), "process_test_deleted": N_("deleted a process test"),
+    "customer_registered": N_("registered a customer"), "assignment_rule": N_("changed the customer assignment rule"),
 }
 _STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
              "error": N_("error")}

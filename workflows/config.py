@@ -39,6 +39,13 @@ def business_tz() -> str:
     return os.environ.get("LVYUE_BUSINESS_TZ", "Asia/Shanghai")
 
 
+def warn_complaints() -> int:
+    """How many complaints opened within 90 days flag a customer for attention (客户预警;
+    LVYUE_WARN_COMPLAINTS, default 2)."""
+    number = _positive("LVYUE_WARN_COMPLAINTS", int)
+    return 2 if number is None else number
+
+
 def script_limits() -> dict[str, float | int]:
     """Budgets of every script and expression a process runs, for ``sandbox.make_script_engine``; unset
     variables keep the sandbox's defaults. LVYUE_SCRIPT_MAX_SECONDS (1), LVYUE_SCRIPT_MAX_MEMORY_MB (256),

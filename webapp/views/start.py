@@ -62,6 +62,8 @@ def start(process_key: str):
             data = formrender.parse_form(option.schema, request.form)
         except ValueError as err:
             return _render(deployments.startable(rt(), me()), process_key, problem=say(str(err)), status=422)
+    elif request.form.get("customer_name", "").strip():  # a quote for a customer, from the customer's page
+        data = {"customer_name": request.form["customer_name"].strip()}
     try:
         started = instances.start_instance(rt(), process_key, me(), data, claim_first=True)
     except InvalidInput as err:
@@ -74,6 +76,9 @@ def start(process_key: str):
     if token:
         session["started"] = dict(list(done.items())[-19:] + [(token, started.business_key)])
     flash(_("Started %(key)s.", key=started.business_key), "ok")
+    if started.handed_to:  # a new deal for an existing customer goes to its owner
+        flash(_("The customer %(customer)s belongs to %(owner)s; the quote went to %(owner)s.",
+                customer=data.get("customer_name"), owner=started.handed_to), "info")
     for task_id in started.open_task_ids:  # the starter does the first step when it is theirs
         if tasks.get_task(rt(), task_id).assignee == me().username:
             return redirect(url_for("task.show", task_id=task_id))

@@ -21,9 +21,9 @@ from . import audit
 from .accounts import UserView
 from .deployments import latest_deployment_id, package_for, script_engine_for
 from .errors import InvalidInput, NotFound, PermissionDenied, ProcessError
-from .progress import LiveInstance, describe_engine_error, persist_step
+from .progress import HandTo, LiveInstance, describe_engine_error, persist_step
 
-KEY_PREFIX = {"quote_to_cash": "Q", "complaint": "C"}
+KEY_PREFIX = {"quote_to_cash": "Q", "complaint": "C", "ownership_dispute": "D"}
 BUSINESS_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,119}")
 
 
@@ -34,6 +34,7 @@ class StartResult:
     version: int
     status: str
     open_task_ids: list[int]
+    handed_to: str | None = None  # a new deal for an existing customer: the owner's display name, who has it
 
 
 def start_instance(rt: Runtime, process_key: str, user: UserView, data: dict[str, Any] | None = None,
@@ -86,6 +87,17 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
             raise InvalidInput("no such contract", {"contract_key": f"no contract with the key '{related}'"})
         if business_key and s.scalar(select(Instance.id).where(Instance.business_key == business_key)):
             raise InvalidInput("business key taken", {"business_key": f"'{business_key}' is taken"})
+        team, hand_to = user.team, None
+        if process_key == "ownership_dispute":  # however it is started: the customer's row is locked, then checked
+            from .customers import dispute_start_data
+
+            data = dispute_start_data(s, user, data)
+        elif process_key == "quote_to_cash" and isinstance(data.get("customer_name"), str):
+            from .customers import owner_for_new_deal
+
+            owner = owner_for_new_deal(s, data["customer_name"], user)
+            if owner is not None:  # a new deal for an existing customer goes to its owner, in the owner's team
+                team, hand_to = owner.team, HandTo(owner, "customer owner / 客户归属")
         workflow = runner.new_workflow(package, script_engine_for(rt), data)
         try:
             with using_clock(rt.clock):
@@ -97,14 +109,15 @@ def _start_once(rt: Runtime, package, deployment_id: int, process_key: str, user
         instance_id = s.scalar(insert(Instance).returning(Instance.id).values(
             deployment_id=deployment_id, process_key=process_key, status="running", business_key=key,
             started_by_id=user.id, started_at=now, updated_at=now, state="{}", version=1, related_key=related,
-            customer_name=customer, team=user.team))
+            customer_name=customer, team=team))
         audit.record(s, now, "start", actor_id=user.id, actor=user.username, instance_id=instance_id,
                      data={"process_key": process_key, "deployment_id": deployment_id, "business_key": key,
                            "data": data, "effects": audit.changes(data, runner.current_data(workflow))})
-        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=user.team)
+        inst = LiveInstance(instance_id, 1, process_key, deployment_id, customer_name=customer, team=team)
         outcome = persist_step(rt, s, inst, package, workflow, stepped, now, had_timers=False, actor=user,
-                               claim_first=claim_first)
-        result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids)
+                               claim_first=claim_first, hand_to=hand_to)
+        result = StartResult(instance_id, key, outcome.version, outcome.status, outcome.new_task_ids,
+                             hand_to.user.display_name if hand_to is not None else None)
     rt.keep_workflow(result.instance_id, result.version, workflow)
     return result
 
