@@ -112,6 +112,27 @@ def seed_demo_cmd(ctx: click.Context, progress: bool) -> None:
     _seed_demo(_runtime(ctx), progress)
 
 
+@main.command("demo")
+@click.option("--contracts", "count", default=50, show_default=True, type=click.IntRange(1, 100_000),
+              help="How many quote-to-cash contracts to drive through the process.")
+@click.option("--seed", type=int, default=None,
+              help="Random seed: the same seed and count give the same contracts (default: a new one, printed).")
+@click.option("--days", default=180, show_default=True, type=click.IntRange(1, 3650),
+              help="The contracts start over this many past days.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.pass_context
+def demo_cmd(ctx: click.Context, count: int, seed: int | None, days: int, progress: bool) -> None:
+    """Drive N demo contracts through the real process over the past days, in every stage (needs init-db; adds
+    to whatever the database holds)."""
+    from .demo_contracts import generate
+
+    try:
+        report = generate(_runtime(ctx), count, seed=seed, days=days, progress=progress)
+    except ServiceError as err:
+        _fail(err)
+    click.echo(report.summary())
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--comment", default=None)

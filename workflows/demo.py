@@ -26,6 +26,7 @@ from tqdm import tqdm
 from models import Instance
 
 from .clock import Clock, FrozenClock
+from .engine.sandbox import money
 from .runtime import Runtime
 from .services import accounts, attachments, instances, tasks, timers
 from .services.accounts import UserView
@@ -123,13 +124,13 @@ class _Seeder:
         self.events.append(_Event(-ago, len(self.events), run, label))  # runs by time, then as written
 
     def start(self, case: _Case, ago: timedelta, data: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
-        def run() -> None:
-            started = instances.start_instance(self.rt, case.process_key, self.user(case.starter),
-                                               data() if callable(data) else data)
-            case.instance_id, case.business_key = started.instance_id, started.business_key
-            self.made.append(started.business_key)
+        self._add(ago, f"start {case.customer}", lambda: self.start_now(case, data() if callable(data) else data))
 
-        self._add(ago, f"start {case.customer}", run)
+    def start_now(self, case: _Case, data: dict[str, Any]) -> None:
+        """Start ``case`` at once (the clock's time), as its starter."""
+        started = instances.start_instance(self.rt, case.process_key, self.user(case.starter), data)
+        case.instance_id, case.business_key = started.instance_id, started.business_key
+        self.made.append(started.business_key)
 
     def task(self, case: _Case, spec_id: str) -> tasks.TaskItem:
         found = {t.spec_id: t for t in tasks.open_tasks_of_instance(self.rt, case.instance_id)}
@@ -141,13 +142,15 @@ class _Seeder:
     def act(self, case: _Case, ago: timedelta, spec_id: str, username: str, data: dict[str, Any],
             files: dict[str, tuple[str, bytes]] | None = None) -> None:
         """Complete ``spec_id``; ``files`` (field: (name, bytes)) are uploaded first, as the task form would."""
-        def run() -> None:
-            task_id, user = self.task(case, spec_id).id, self.user(username)
-            refs = {field: attachments.attach_file(self.rt, task_id, user, field, name, content)
-                    for field, (name, content) in (files or {}).items()}
-            tasks.complete(self.rt, task_id, user, {**data, **refs})
+        self._add(ago, f"{spec_id} {case.customer}", lambda: self.complete_now(case, spec_id, username, data, files))
 
-        self._add(ago, f"{spec_id} {case.customer}", run)
+    def complete_now(self, case: _Case, spec_id: str, username: str, data: dict[str, Any],
+                     files: dict[str, tuple[str, bytes]] | None = None) -> tasks.Completion:
+        """``act`` at once (the clock's time)."""
+        task_id, user = self.task(case, spec_id).id, self.user(username)
+        refs = {field: attachments.attach_file(self.rt, task_id, user, field, name, content)
+                for field, (name, content) in (files or {}).items()}
+        return tasks.complete(self.rt, task_id, user, {**data, **refs})
 
     def contract(self, case: _Case, at: tuple[timedelta, ...], contract_no: str, plan: list[dict[str, str]],
                  sign_by: str, customer_signatory: str | None = None, filing_no: str | None = None,
@@ -220,8 +223,9 @@ def _quote(customer: str, items: list[tuple[str, int, str]], *, discount: float 
 
 
 def _amount(items: list[tuple[str, int, str]], discount: float = 0) -> Decimal:
-    subtotal = sum((Decimal(q) * Decimal(price) for _, q, price in items), Decimal(0))
-    return (subtotal * (Decimal(100) - Decimal(str(discount))) / Decimal(100)).quantize(Decimal("0.01"))
+    """The quote's amount as ``compute_totals`` reckons it (cents rounded half-up)."""
+    subtotal = money(sum((Decimal(q) * money(price) for _, q, price in items), Decimal(0)))
+    return money(subtotal * (Decimal(100) - Decimal(str(discount))) / Decimal(100))
 
 
 def _plan(amount: Decimal, parts: list[tuple[int, str]]) -> list[dict[str, str]]:
