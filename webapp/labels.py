@@ -37,7 +37,8 @@ _ACTIONS = {
     "withdraw": N_("withdrew"), "return_to_step": N_("returned the contract from"),
     "migrate": N_("moved to a newer process version"), "rollback": N_("rolled back a process version"),
     "process_test_saved": N_("saved a process test"), "process_test_deleted": N_("deleted a process test"),
-    "customer_registered": N_("registered a customer"), "assignment_rule": N_("changed the customer assignment rule"),
+    "amend": N_("amended the contract"), "customer_registered": N_("registered a customer"),
+    "assignment_rule": N_("changed the customer assignment rule"),
 }
 _STATUSES = {"open": N_("open"), "completed": N_("completed"), "cancelled": N_("cancelled"), "running": N_("running"),
              "error": N_("error")}
@@ -68,7 +69,8 @@ def bilingual(name: str | None) -> str:
 _RISKS = {"low": N_("Low"), "medium": N_("Medium"), "high": N_("High")}
 _RECORD_STATUSES = {"in_review": N_("in review"), "approved": N_("approved"), "rejected": N_("rejected"),
                     "revised": N_("revised"), "drafted": N_("drafted"), "signed": N_("signed"),
-                    "delivered": N_("delivered"), "fulfilled": N_("fulfilled"), "cancelled": N_("cancelled")}
+                    "amending": N_("amending"), "delivered": N_("delivered"), "fulfilled": N_("fulfilled"),
+                    "cancelled": N_("cancelled")}
 
 
 def record_status(value: str | None) -> str:

@@ -98,6 +98,18 @@ class ProcessInfo:
     # process property returnBarriers: once one of these user tasks is completed, it and every step before it
     # are closed to withdraw and return-to-step (a signed contract is not reopened)
     return_barriers: tuple[str, ...] = ()
+    amendment: Amendment | None = None
+
+
+@dataclass(frozen=True)
+class Amendment:
+    """Process properties ``amendmentStep``, ``amendmentOpensAfter``, ``amendmentClosedBy``: once the user task
+    ``opens_after`` is completed (the contract is signed) and until one of ``closed_by`` is, a contract may be
+    amended (合同修订): the token moves back to ``step`` and everything after it is done again."""
+
+    step: str
+    opens_after: str
+    closed_by: tuple[str, ...]
 
 
 @dataclass
@@ -618,8 +630,19 @@ def _process_info(
             problems.append(Problem(f"returnBarriers names '{ref}', which is not a user task of this process",
                                     file=file, line=proc.sourceline, element_id=process_id,
                                     element_name=proc.get("name")))
+    props = _properties(proc)
+    amendment = None
+    if props.get("amendmentStep") or props.get("amendmentOpensAfter"):
+        amendment = Amendment(props.get("amendmentStep", "").strip(), props.get("amendmentOpensAfter", "").strip(),
+                              tuple(x.strip() for x in props.get("amendmentClosedBy", "").split(",") if x.strip()))
+        for name, ref in (("amendmentStep", amendment.step), ("amendmentOpensAfter", amendment.opens_after),
+                          *(("amendmentClosedBy", ref) for ref in amendment.closed_by)):
+            if ref not in all_user_tasks:
+                problems.append(Problem(f"{name} names '{ref}', which is not a user task of this process",
+                                        file=file, line=proc.sourceline, element_id=process_id,
+                                        element_name=proc.get("name")))
     return ProcessInfo(process_id, proc.get("name") or process_id, start_form, lanes, user_tasks,
-                       tuple(dict.fromkeys(starters)), outcomes, barriers)
+                       tuple(dict.fromkeys(starters)), outcomes, barriers, amendment)
 
 
 def _flag(props: dict[str, str], name: str, default: bool, problems: list[Problem], where: dict) -> bool:

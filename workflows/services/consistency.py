@@ -31,7 +31,7 @@ from . import integrity
 from .deployments import package_for, script_engine_for
 
 FIRE_ACTIONS = ("timer", "escalation")
-MOVE_ACTIONS = ("withdraw", "return_to_step", "migrate")  # rewind.py, migration.py: each moves it one step
+MOVE_ACTIONS = ("withdraw", "return_to_step", "migrate", "amend")  # rewind.py, migration.py, amend.py: one step each
 PENDING_TIMER = ("waiting", "error")  # the engine still waits on both: 'error' only stops the worker retrying
 
 

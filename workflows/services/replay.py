@@ -37,7 +37,8 @@ from .errors import DeployRefused, InvalidInput, NotFound
 DEFAULT_LIMIT = 120
 MAX_LIMIT = 1000
 TIMER_ACTIONS = ("timer", "escalation")
-REWINDS = {"withdraw": "the history has a withdraw", "return_to_step": "the history has a return to an earlier step"}
+REWINDS = {"withdraw": "the history has a withdraw", "return_to_step": "the history has a return to an earlier step",
+           "amend": "the history has an amendment"}
 RELEVANT = ("start", "complete", *TIMER_ACTIONS, *REWINDS)
 MIGRATED = "the instance was moved from another version"
 NO_START = "the start of the instance was not recorded"

@@ -266,7 +266,7 @@ def _locked_row(rt: Runtime, s: Session, task_id: int):
 
 
 def _move(rt: Runtime, s: Session, row, package: ProcessPackage, target: str, user: UserView, now: datetime,
-          data_from: str | None) -> tuple[Moved, LiveInstance, Any]:
+          data_from: str | None, extra_data: dict[str, Any] | None = None) -> tuple[Moved, LiveInstance, Any]:
     """Rewind the contract's workflow to ``target`` and persist it. The new token carries the data of the
     open task ``data_from`` (return: what the returner saw), else of the open task the rewind cancels that
     changed last (withdraw: what the withdrawer submitted, as the next step received it)."""
@@ -276,7 +276,7 @@ def _move(rt: Runtime, s: Session, row, package: ProcessPackage, target: str, us
     try:
         with using_clock(rt.clock):
             _, cancel, _ = engine_rewind.plan(workflow, target)
-            data = _data_for(workflow, cancel, data_from)
+            data = _data_for(workflow, cancel, data_from) | (extra_data or {})
             engine_rewind.rewind(workflow, target, data)
             stepped = runner.step(workflow)
     except engine_rewind.RewindRefused as err:

@@ -39,7 +39,7 @@ from .tasks import get_task
 ASSIGNMENT_ACTIONS = frozenset({"claim", "unclaim", "reassign", "return", "substitute", "substitute_end",
                                 "countersign", "withdraw", "delegate"})
 _NOT_ASSIGNMENTS = frozenset({"complete", "cancel", "remind", "four_eyes_override", "viewed", "timer",
-                              "escalation", "timer_error", "withdraw", "return_to_step"})  # moves name steps
+                              "escalation", "timer_error", "withdraw", "return_to_step", "amend"})  # moves name steps
 _GATEWAYS = frozenset({"exclusiveGateway", "inclusiveGateway", "parallelGateway", "eventBasedGateway",
                        "complexGateway"})
 
