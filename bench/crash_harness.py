@@ -93,7 +93,7 @@ def form_data(spec_id: str, instance_id: int) -> dict | None:
     plan = [{"amount": "7200.00", "due_date": (today - timedelta(days=1)).isoformat()},
             {"amount": "16800.00", "due_date": (today + timedelta(days=365)).isoformat()}]
     return {
-        "prepare_quote": quote(),
+        "prepare_quote": quote(customer_name=f"华东机械 #{instance_id}"),  # a customer of its own (no 抢单 refusal)
         "supervisor_review": {"supervisor_decision": "approve"},
         "draft_contract": {"contract_no": f"HT-{instance_id}", "contract_terms": "Standard terms",
                            "payment_plan": plan, "sign_by": "2026-12-01"},

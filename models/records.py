@@ -36,7 +36,7 @@ class OwnershipChange(Base):
     from_owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     to_owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     reason: Mapped[str] = mapped_column(String(40))  # first_deal | round_robin | on_duty | dispute
-    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id"))
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("instances.id", ondelete="SET NULL"))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -85,7 +85,7 @@ class Contract(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     instance_id: Mapped[int] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), unique=True)
-    business_key: Mapped[str] = mapped_column(String(120))
+    business_key: Mapped[str] = mapped_column(String(120), index=True)
     contract_no: Mapped[str] = mapped_column(String(120))
     quote_id: Mapped[int | None] = mapped_column(ForeignKey("quotes.id"))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
@@ -93,8 +93,10 @@ class Contract(Base):
     team: Mapped[str | None] = mapped_column(String(80), index=True)
     amount: Mapped[Decimal] = mapped_column(MONEY)
     paid: Mapped[Decimal] = mapped_column(MONEY)
-    status: Mapped[str] = mapped_column(String(20))  # drafted | signed | delivered | fulfilled | cancelled
+    status: Mapped[str] = mapped_column(String(20))  # drafted | signed | amending | delivered | fulfilled | cancelled
     signed_on: Mapped[date | None] = mapped_column(Date)
+    amendments: Mapped[int] = mapped_column(Integer, default=0)  # amendments (合同修订) so far
+    plan_digest: Mapped[str | None] = mapped_column(String(64))  # of the plan and payments the rows were made from
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -43,6 +43,7 @@ class TaskRow(Base):
         # who last did this step of this contract (a send-back goes back to them): the newest row, not a scan
         Index("ix_tasks_last_done", "instance_id", "spec_id", "completed_at", "id"),
         Index("ix_tasks_on_behalf", "status", "on_behalf_of_id"),  # open tasks held for an away user (the sweep)
+        Index("ix_tasks_completed", "completed_at"),  # the dashboard's periods (services/kpis.py)
     )
 
 

@@ -149,7 +149,8 @@ def _valid_case(operation, seeded: Seeded, label: str):
         "POST /tasks/{task_id}/unclaim": {"path_parameters": {"task_id": held}},
         "POST /tasks/{task_id}/reassign": {"path_parameters": {"task_id": seeded.one("open, held by another")},
                                            "body": {"to": "rep2", "reason": "rep1 is away"}},
-        "POST /tasks/{task_id}/complete": {"path_parameters": {"task_id": unclaimed}, "body": {"data": quote()}},
+        "POST /tasks/{task_id}/complete": {"path_parameters": {"task_id": unclaimed},  # a customer of its own
+                                           "body": {"data": quote(customer_name="接口客户 API Customer")}},
         "POST /instances": {"body": {"process_key": "quote_to_cash"}},
         "GET /instances/{key}": {"path_parameters": {"key": seeded.business_keys[0]}},
     }

@@ -168,6 +168,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("contracts.responsibilities", "GET"): Route("/contracts/{key}/responsibilities",
                                                  web({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"},
                                                      200)),
+    # amend (合同修订) the signed contract {signed}: its rep and those above the team; who may see the contract but
+    # not amend it gets 403, like everyone else (a contract not signed yet is a 409: tests/test_amend.py)
+    ("contracts.amend_contract", "POST"): Route("/contracts/{signed}/amend",
+                                                web({"rep1", "sup1", "mgr1", "dir1"}, Redirect("/contracts/{signed}")),
+                                                {"reason": "one more lathe"}, mutates=True),
     ("inbox.index", "GET"): Route("/inbox", everyone_logged_in(200)),
     ("inbox.read", "POST"): Route("/inbox/read", everyone_logged_in(Redirect("/inbox"))),
     # substitutes (委托): one's own time away, naming dir1 (who may not name themselves); {away} is rep2's range,
@@ -327,6 +332,10 @@ def build_objects(rt: Runtime, ids: dict[str, Any]) -> dict[str, str]:
         held = prepared().task("supervisor_review")
         tasks.claim(rt, held.id, accounts.get_user(rt, holder))
         ids[placeholder] = held.id
+    signed = prepared()  # {signed}: a contract signed by both sides, delivery open (it may be amended)
+    signed.act("supervisor_review", "sup1", approve("supervisor"))
+    signed.through_contract()
+    ids["signed"] = signed.view().business_key
     from workflows.services import customers  # {customer}: a new customer of rep1's, nobody asking for it yet
 
     customers.set_rule(rt, accounts.get_user(rt, "mgr1"), "east", "on_duty", "rep1")

@@ -21,7 +21,7 @@ def _reviews(rt, n: int, starter: str = "rep1") -> list[Flow]:
     flows = []
     for _ in range(n):
         flow = Flow(rt, starter=starter)
-        flow.act("prepare_quote", starter, quote())
+        flow.act("prepare_quote", starter, quote(customer_name=f"华东机械 ({starter})"))  # each rep their own customer
         flows.append(flow)
     return flows
 
@@ -44,7 +44,7 @@ def both1(rt):
 def test_a_mixed_batch_approves_the_others_and_audits_each_once(rt, both1):
     a, b, taken = _reviews(rt, 3)
     own = Flow(rt, starter="both1")
-    own.act("prepare_quote", "both1", quote())
+    own.act("prepare_quote", "both1", quote(customer_name="华东机械 (both1)"))
     reviews = [f.task("supervisor_review") for f in (a, own, b, taken)]
     ids = [r.id for r in reviews]
     versions = {r.id: r.instance_version for r in reviews}
@@ -164,7 +164,7 @@ def test_confirm_then_approve_in_both_languages_with_csrf(rt, login):
 
 def test_the_web_cannot_bypass_the_role_or_four_eyes(rt, login, both1):
     own = Flow(rt, starter="both1")
-    own.act("prepare_quote", "both1", quote())
+    own.act("prepare_quote", "both1", quote(customer_name="华东机械 (both1)"))
     review = own.task("supervisor_review")
     web = login("both1")
     page = web.text(f"/tasks/batch?ids={review.id}")

@@ -154,7 +154,7 @@ def test_an_administrator_override_needs_a_reason_and_is_flagged(rt, audit1, use
     boss = accounts.create_user(rt, "boss", "pw-boss-12345", ["sales_rep", "supervisor", "admin"], team="east")
     dual = accounts.create_user(rt, "dual_rep", "pw-dual-rep-1", ["sales_rep", "supervisor"], team="east")
     flow = Flow(rt, starter="boss", data={})
-    flow.act("prepare_quote", "boss", quote())
+    flow.act("prepare_quote", "boss", quote(customer_name="boss 的客户"))
     review = flow.task("supervisor_review")
     with pytest.raises(FourEyesViolation):
         tasks.complete(rt, review.id, boss, approve("supervisor"))
@@ -163,7 +163,7 @@ def test_an_administrator_override_needs_a_reason_and_is_flagged(rt, audit1, use
     assert "override_reason" in exc.value.errors
     with pytest.raises(PermissionDenied):  # not an administrator: no override
         other = Flow(rt, starter="dual_rep", data={})
-        other.act("prepare_quote", "dual_rep", quote())
+        other.act("prepare_quote", "dual_rep", quote(customer_name="dual_rep 的客户"))
         tasks.complete(rt, other.task("supervisor_review").id, dual, approve("supervisor"),
                        override_reason="the supervisor is on leave all month")
     tasks.complete(rt, review.id, boss, approve("supervisor"), override_reason="Sole supervisor on duty, CEO approved")

@@ -47,7 +47,7 @@ def _consultations(rt) -> int:
 def _review(rt, starter: str = "rep1") -> tuple[Flow, tasks.TaskItem]:
     """An east contract prepared by ``starter``, its supervisor review open and unclaimed."""
     flow = Flow(rt, starter=starter)
-    flow.act("prepare_quote", starter, quote())
+    flow.act("prepare_quote", starter, quote(customer_name=f"华东机械 ({starter})"))  # each rep their own customer
     return flow, flow.task("supervisor_review")
 
 

@@ -9,11 +9,12 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 
-from models import AuditEvent, Customer, Instance, Notification
+from models import AuditEvent, Customer, Instance, Notification, TaskRow
 from webapp.messages import localize_message
 from workflows import config
 from workflows.services import accounts, customers, instances, tasks, timers
@@ -109,6 +110,25 @@ def test_a_new_deal_for_an_existing_customer_goes_to_its_owner(rt):
     assert told == {(user(rt, "rep1").id, "task_reassigned")}  # nobody else hears of a task that has its holder
     tasks.complete(rt, task.id, user(rt, "rep1"), quote())  # the owner quotes it
     assert {t.spec_id for t in tasks.open_tasks_of_instance(rt, started.instance_id)} == {"supervisor_review"}
+
+
+def test_a_new_deal_for_an_away_owner_goes_to_their_substitute(rt):
+    """委托: the owner is away, so their substitute holds the handed deal on their behalf, quotes it for them, and
+    the customer stays the owner's."""
+    from workflows.services import substitutes
+
+    owned_by_rep1(rt)
+    today = rt.clock.now().astimezone(ZoneInfo(rt.business_tz)).date()
+    substitutes.create(rt, user(rt, "rep1"), "rep2", today, today, "leave")
+    started = instances.start_instance(rt, "quote_to_cash", user(rt, "rep2"),
+                                       {"customer_name": "华东机械 East China Machinery"}, claim_first=True)
+    (task,) = tasks.open_tasks_of_instance(rt, started.instance_id)
+    assert (task.spec_id, task.assignee) == ("prepare_quote", "rep2")
+    with rt.read() as s:
+        assert s.scalar(select(TaskRow.on_behalf_of_id).where(TaskRow.id == task.id)) == user(rt, "rep1").id
+    tasks.complete(rt, task.id, user(rt, "rep2"), quote(customer_name="华东机械 East China Machinery"))
+    with rt.read() as s:
+        assert s.scalar(select(Customer.owner_id)) == user(rt, "rep1").id
 
 
 def test_a_deal_goes_to_an_owner_of_another_team_and_is_that_teams(rt):

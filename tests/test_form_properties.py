@@ -513,7 +513,7 @@ def _audit_total(rt) -> int:
 # who does each role's work on the seeded (east) contracts, and what they enter on the way to a task
 ROLE_USER = {"sales_rep": "rep1", "supervisor": "sup1", "manager": "mgr1", "director": "dir1", "legal": "legal1",
              "finance": "fin1", "delivery": "dlv1", "after_sales": "svc1"}
-START_FORMS = {"complaint_start"}  # the form a complaint is started with: no task ever shows it
+START_FORMS = {"complaint_start", "ownership_dispute_start"}  # forms processes start with: no task shows them
 POSTS_PER_FORM = 8  # bounded: 21 task forms, a few odd posts each
 
 
@@ -575,6 +575,8 @@ def open_tasks(rt, clock) -> list[OpenTask]:
     flows += [_drive_to(Flow(rt, "complaint", starter="svc1", data=about), spec)
               for spec in ("accept_complaint", "investigate", "resolve", "feedback_to_customer",
                            "satisfaction_survey")]
+    flows.append(Flow(rt, "ownership_dispute", starter="rep2", data={  # rep1's customer: the director decides
+        "customer_name": collecting.data()["customer_name"], "claim_reason": "the customer called me first"}))
     out: dict[str, OpenTask] = {}
     for flow in flows:
         for task in sorted(flow.open().values(), key=lambda t: t.id):

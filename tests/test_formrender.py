@@ -61,6 +61,8 @@ EXAMPLES = {
     "resolve": {"resolution": "Replaced the bearing", "resolved_on": "2026-12-20", "compensation": "500.00"},
     "feedback_to_customer": {"feedback_summary": "Told the customer", "customer_reached": True},
     "satisfaction_survey": {"satisfaction": 4, "survey_comment": "快"},
+    "ownership_dispute_start": {"customer_name": "华东机械", "claim_reason": "客户先联系了我 <first contact>"},
+    "decide_dispute": {"dispute_decision": "keep", "dispute_comment": "维持原归属"},
 }
 
 

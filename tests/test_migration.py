@@ -143,7 +143,8 @@ def test_a_moved_quote_runs_to_the_end_on_the_new_version(rt, users, clock):
     assert moving.open_specs() == {"supervisor_check"}
     moving.act("supervisor_check", "sup1", approve("supervisor"))
     assert moving.open_specs() == {"draft_contract"}, "60,000 is below v2's manager limit of 100,000"
-    moving.through_contract()
+    moving.through_contract(plan=[{"amount": "7200.00", "due_date": "2026-12-15"},
+                                  {"amount": "52800.00", "due_date": "2027-01-15"}])  # the plan fits 60,000
     moving.through_delivery()
     clock.set(datetime(2026, 12, 14, 16, 0, 1, tzinfo=UTC))
     assert timers.fire_due_timers(rt).fired == 1
@@ -151,7 +152,7 @@ def test_a_moved_quote_runs_to_the_end_on_the_new_version(rt, users, clock):
                                           "payment_reference": "BANK-1"})
     clock.set(datetime(2027, 1, 14, 16, 0, 1, tzinfo=UTC))
     assert timers.fire_due_timers(rt).fired == 1
-    moving.act("record_payment", "fin1", {"amount_received": "16800.00", "received_on": "2027-01-15",
+    moving.act("record_payment", "fin1", {"amount_received": "52800.00", "received_on": "2027-01-15",
                                           "payment_reference": "BANK-2"})
     view = moving.view()
     assert view.status == "completed" and view.end_event == "end_fulfilled"

@@ -138,7 +138,7 @@ def test_return_settings_are_checked_at_deploy():
 
     from .test_deploy import real_set
 
-    barrier = '<spiffworkflow:property name="returnBarriers" value="customer_signature" />'
+    barrier = '<spiffworkflow:property name="returnBarriers" value="customer_signature,record_payment" />'
     with pytest.raises(PackageError, match="returnBarriers names 'no_such_task', which is not a user task"):
         build_package(real_set(quote_to_cash__bpmn=(barrier, barrier.replace("customer_signature", "no_such_task"))),
                       known_roles=accounts.ROLE_CODES)
@@ -150,7 +150,8 @@ def test_return_settings_are_checked_at_deploy():
                                                                'value="false" />')), known_roles=accounts.ROLE_CODES)
     closed = sorted(t.spec_id for t in built.main.user_tasks.values() if not t.returnable)
     # record_payment is never reopened (a recorded payment stays recorded); the edit closed one more step
-    assert len(closed) == 2 and "record_payment" in closed and built.main.return_barriers == ("customer_signature",)
+    assert len(closed) == 2 and "record_payment" in closed and built.main.return_barriers == (
+        "customer_signature", "record_payment")
 
 
 def test_a_step_marked_not_returnable_is_never_reopened(rt):
@@ -425,8 +426,10 @@ def test_return_to_a_step_with_a_boundary_timer_arms_a_fresh_timer(rt, clock):
 
     from .test_deploy import real_set
 
-    deployments.deploy_files(rt, real_set(quote_to_cash__bpmn=(
-        '<spiffworkflow:property name="returnable" value="false" />', '')), comment="record_payment returnable")
+    files = real_set(quote_to_cash__bpmn=('<spiffworkflow:property name="returnable" value="false" />', ''))
+    files["quote_to_cash.bpmn"] = files["quote_to_cash.bpmn"].replace(b"customer_signature,record_payment",
+                                                                      b"customer_signature")
+    deployments.deploy_files(rt, files, comment="record_payment returnable and no barrier")
     f = Flow(rt)
     f.to_collection()
     clock.set(datetime(2026, 12, 15, 1, 0, tzinfo=UTC))

@@ -47,6 +47,9 @@ MATRIX: dict[str, tuple[str, str, dict, dict[str, int]]] = {
                        _expect({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200, 403)),
     "contracts.responsibilities": ("GET", "/contracts/{key}/responsibilities", {},
                                    _expect({"rep1", "sup1", "mgr1", "dir1", "audit1", "admin", "owner1"}, 200, 403)),
+    # amending a contract not signed yet: refused, 409 for who may amend, 403 for the rest
+    "contracts.amend_contract": ("POST", "/contracts/{key}/amend", {"reason": "one more lathe"},
+                                 _expect({"rep1", "sup1", "mgr1", "dir1"}, 409, 403)),
     "dashboard.index": ("GET", "/dashboard", {},
                         _expect({"rep1", "rep2", "sup1", "mgr1", "dir1", "fin1", "audit1", "admin"}, 200, 403)),
     "dashboard.overdue": ("GET", "/dashboard/overdue", {},

@@ -402,6 +402,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^'(?P<key>[^']*)' cannot be recorded: the history has a withdraw$", "「{key}」无法录制：其历史中有撤回"),
     (r"^'(?P<key>[^']*)' cannot be recorded: the history has a return to an earlier step$",
      "「{key}」无法录制：其历史中有驳回到之前的节点"),
+    (r"^'(?P<key>[^']*)' cannot be recorded: the history has an amendment$", "「{key}」无法录制：其历史中有合同修订"),
     (r"^'(?P<key>[^']*)' cannot be recorded: the instance was moved from another version$",
      "「{key}」无法录制：该实例是从其他版本迁移来的"),
     (r"^'(?P<key>[^']*)' cannot be recorded: the start of the instance was not recorded$",
@@ -409,6 +410,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^'(?P<key>[^']*)' cannot be recorded: (?P<why>.+)$", "「{key}」无法录制：{why}"),
     (r"^the history has a withdraw$", "历史中有撤回"),
     (r"^the history has a return to an earlier step$", "历史中有驳回到之前的节点"),
+    (r"^the history has an amendment$", "历史中有合同修订"),
     (r"^the instance was moved from another version$", "该实例是从其他版本迁移来的"),
     (r"^the start of the instance was not recorded$", "没有该实例的发起记录"),
     (r"^replay between 1 and (?P<n>\d+) instances$", "重放的实例数须在 1 到 {n} 之间"),
@@ -489,6 +491,7 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
     (r"^give a start and an end date \(YYYY-MM-DD\)$", "请填写开始和结束日期（YYYY-MM-DD）"),
     (r"^the end must be after the start, at most ten years$", "结束日期须晚于开始日期，跨度最多十年"),
     (r"^month, quarter, year or custom$", "请选择月、季度、年或自定义"),
+    (r"^dates from 1970 to 2999$", "日期须在 1970 年至 2999 年之间"),
     (r"^the dashboard is for sales, finance and compliance roles$", "看板仅供销售、财务和合规角色使用"),
     # business records: payment plans, payments, customer ownership (services/records.py)
     (r"^every installment needs an amount above zero$", "每一期的金额都须大于零"),
@@ -537,6 +540,23 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), zh) for p, zh in
      "客户「{customer}」尚无归属；直接报价即归您所有"),
     (r"^a request for the customer '(?P<customer>.+)' is already waiting for the director's decision "
      r"\((?P<key>[^)]+)\)$", "客户「{customer}」的归属申请正在等待总监裁决（{key}）"),
+    # contract amendments (services/amend.py)
+    (r"^this process has no amendments$", "该流程不支持合同修订"),
+    (r"^only the contract's sales rep or a supervisor of the team may amend it$",
+     "只有合同的销售代表或本团队主管可以修订合同"),
+    (r"^the contract is (?P<status>\w+); it can no longer be amended$", "合同已结束（{status}），不能再修订"),
+    (r"^'(?P<done>.+)' is not done yet: before that, send the contract back to '(?P<task>.+)' instead of amending it$",
+     "「{done}」尚未完成：在此之前请将合同退回到「{task}」，而不是修订"),
+    (r"^'(?P<done>.+)' is done: the contract can no longer be amended$", "「{done}」已完成，合同不能再修订"),
+    (r"^an amendment of this contract is under way: it must be signed before the next one$",
+     "该合同的一次修订正在进行：须签署后才能再次修订"),
+    (r"^a reason is required$", "请填写原因"),
+    (r"^say what changes in the contract and why$", "请说明合同修改的内容和原因"),
+    (r"^the reason is too long$", "原因过长"),
+    (r"^the contract has no open step to amend from; wait for its timers$",
+     "合同当前没有待办环节，无法修订；请等待其定时器"),
+    (r"^the contract has moved on since this page was loaded; reload it and try again$",
+     "页面加载后合同已有进展，请刷新后重试"),
 ]]
 
 

@@ -483,6 +483,21 @@ def check(ctx: click.Context, batch: int, with_audit: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command("backfill-records")
+@click.pass_context
+def backfill_records(ctx: click.Context) -> None:
+    """Give the contracts, complaints and ownership requests that ran before the business records existed
+    (migration 0011) their customer, quote, contract, payment and complaint records, from their process data."""
+    from tqdm import tqdm
+
+    from .services import records_backfill
+
+    rt = _runtime(ctx)
+    with tqdm(desc="backfilling", unit="instance", file=sys.stderr) as bar:
+        report = records_backfill.backfill(rt, progress=bar.update)
+    click.echo(f"{report.filled} of {report.instances} instances without records were given them")
+
+
 @main.group()
 def audit() -> None:
     """Check and anchor the tamper-evident audit record."""

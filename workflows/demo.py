@@ -38,6 +38,18 @@ TERMS = ("标准销售合同条款（2024 版）：质保 12 个月，争议提�
          "Commission.")
 
 
+def require_demo_users(rt: Runtime, what: str) -> None:
+    """Refuses with the missing names unless every demo user exists (``lvyue init-db --demo`` makes them)."""
+    missing = []
+    for username, *_ in accounts.DEMO_USERS:
+        try:
+            accounts.get_user(rt, username)
+        except NotFound:
+            missing.append(username)
+    if missing:
+        raise NotFound(f"{what} need the demo users; missing: {', '.join(missing)} (run 'lvyue init-db --demo')")
+
+
 def sample_pdf(*lines: str) -> bytes:
     """A one-page PDF showing ``lines`` (ASCII; anything else becomes ?): the demo's signed contracts and
     acceptance certificates, and test files."""
@@ -428,15 +440,7 @@ def seed_demo(rt: Runtime, progress: bool = True) -> list[str]:
     already has an instance. Needs the demo users and the deployed processes (``lvyue init-db``)."""
     if has_instances(rt):
         return []
-    missing = []
-    for username, *_ in accounts.DEMO_USERS:
-        try:
-            accounts.get_user(rt, username)
-        except NotFound:
-            missing.append(username)
-    if missing:
-        raise NotFound(f"the demo contracts need the demo users; missing: {', '.join(missing)} "
-                       "(run 'lvyue init-db --demo')")
+    require_demo_users(rt, "the demo contracts")
     seeder = _Seeder(rt, rt.clock.now())
     _script(seeder)
     return seeder.run(progress)

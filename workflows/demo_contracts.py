@@ -51,11 +51,12 @@ from .demo import (
     _plan,
     _quote,
     _Seeder,
+    require_demo_users,
     sample_pdf,
 )
 from .runtime import Runtime
-from .services import accounts, tasks, timers
-from .services.errors import InvalidInput, NotFound, ServiceError
+from .services import tasks, timers
+from .services.errors import InvalidInput, ServiceError
 from .services.records import name_key
 
 REPS = ("rep1", "rep2")
@@ -626,14 +627,7 @@ def _fire_all_due(rt: Runtime) -> None:
 def generate(rt: Runtime, count: int, seed: int | None = None, days: int = 180, progress: bool = True) -> DemoReport:
     """Drive ``count`` contracts through the process over the past ``days`` (see the module's doc). Needs the demo
     users and the deployed processes (``lvyue init-db``)."""
-    missing = []
-    for username, *_ in accounts.DEMO_USERS:
-        try:
-            accounts.get_user(rt, username)
-        except NotFound:
-            missing.append(username)
-    if missing:
-        raise NotFound(f"the demo needs the demo users; missing: {', '.join(missing)} (run 'lvyue init-db --demo')")
+    require_demo_users(rt, "the demo contracts")
     if count < 1 or days < 1:
         raise InvalidInput("give at least one contract and one day")
     seed = random.randrange(1_000_000) if seed is None else seed

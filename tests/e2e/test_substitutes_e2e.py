@@ -24,7 +24,7 @@ def _history(page, action: str):
 
 def _review_held_by_sup1(rt, author: str) -> tasks.TaskItem:
     flow = Flow(rt, starter=author)
-    flow.act("prepare_quote", author, quote())
+    flow.act("prepare_quote", author, quote(customer_name=f"{author} 的客户"))  # each rep quotes their own customer
     return tasks.claim(rt, flow.task("supervisor_review").id, accounts.get_user(rt, "sup1"))
 
 

@@ -36,14 +36,13 @@ from . import audit
 from .accounts import UserView
 from .errors import InvalidInput, NotFound, PermissionDenied
 from .paging import Page
-from .records import name_key
+from .records import OWED_STATUSES, name_key
 
 VIEW_ROLES = frozenset({"sales_rep", "supervisor", "manager", "director", "compliance", "admin"})
 REGISTER_ROLES = frozenset({"supervisor", "manager", "director"})
 ALL_FIGURES_ROLES = frozenset({"director", "compliance", "admin"})
 RULES = ("round_robin", "on_duty")
-OPEN_STATUSES = ("drafted", "signed", "delivered")  # a contract not yet fulfilled or cancelled
-OWED_STATUSES = ("signed", "delivered", "fulfilled")  # the customer signed: its installments are owed
+OPEN_STATUSES = ("drafted", "signed", "amending", "delivered")  # a contract not yet fulfilled or cancelled
 WINDOW = timedelta(days=90)
 ZERO = Decimal("0.00")
 MAX_REASON = 2000

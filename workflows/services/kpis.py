@@ -20,7 +20,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, case, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from models import Complaint, Contract, Customer, Installment, Instance, TaskRow, User
 
@@ -28,6 +28,7 @@ from ..runtime import Runtime
 from .accounts import UserView
 from .errors import InvalidInput, PermissionDenied
 from .paging import Page
+from .records import OWED_STATUSES, STILL_OWED_STATUSES
 
 ZERO = Decimal("0.00")
 AGE_BUCKETS = ((1, 30), (31, 60), (61, 90), (91, None))
@@ -64,6 +65,8 @@ def period_of(kind: str | None, today: date, start: str | None = None, end: str 
             first, last = date.fromisoformat(start or ""), date.fromisoformat(end or "")
         except ValueError:
             raise InvalidInput("invalid period", {"period": "give a start and an end date (YYYY-MM-DD)"}) from None
+        if first.year < 1970 or last.year > 2999:
+            raise InvalidInput("invalid period", {"period": "dates from 1970 to 2999"})
         if last < first or (last - first).days > 3660:
             raise InvalidInput("invalid period", {"period": "the end must be after the start, at most ten years"})
         return Period("custom", first, last)
@@ -170,7 +173,7 @@ def collection(s: Session, scope: Scope, period: Period, today: date) -> tuple[R
     q = select(Contract.rep_id, User.display_name, Contract.team, func.sum(Installment.amount),
                func.sum(Installment.paid)).join(Contract, Contract.id == Installment.contract_id) \
         .outerjoin(User, User.id == Contract.rep_id) \
-        .where(Installment.due_date >= period.start, Installment.due_date <= last, Contract.status != "cancelled") \
+        .where(Installment.due_date >= period.start, Installment.due_date <= last, Contract.status.in_(OWED_STATUSES)) \
         .group_by(Contract.rep_id, User.display_name, Contract.team)
     rows = s.execute(_scoped(q, scope, Contract.team, Contract.rep_id)).all()
     total, reps, teams = Rate("total"), {}, {}
@@ -188,7 +191,7 @@ def collection(s: Session, scope: Scope, period: Period, today: date) -> tuple[R
 
 def _overdue_filter(today: date):
     return and_(Installment.due_date < today, Installment.paid < Installment.amount,
-                Contract.status.notin_(("cancelled", "fulfilled")))
+                Contract.status.in_(STILL_OWED_STATUSES))
 
 
 def overdue_by_age(s: Session, scope: Scope, today: date) -> tuple[list[tuple[str, Decimal, int]], Decimal]:
@@ -249,7 +252,14 @@ def pipeline(s: Session, scope: Scope) -> list[tuple[str, int, Decimal]]:
     return [(st, *found[st]) for st in ordered] + ([("—", *found[None])] if None in found else [])
 
 
-def _task_scope(q, scope: Scope):
+LIFECYCLE_PROCESSES = ("quote_to_cash", "complaint")  # the stages of a contract, after-sales included
+
+
+def _task_scope(q, scope: Scope, contract_steps: bool = True):
+    """``contract_steps``: only steps of a contract's lifecycle (cycle time, turnaround), not ownership
+    requests, whose director decision is tagged with the quote stage; their deadlines still count as SLAs."""
+    if contract_steps:
+        q = q.where(TaskRow.process_key.in_(LIFECYCLE_PROCESSES))
     if scope.team is not None:
         q = q.where(TaskRow.team == scope.team)
     if scope.rep_id is not None:
@@ -267,10 +277,13 @@ def turnaround(s: Session, scope: Scope, start: datetime, end: datetime) -> list
 
 
 def cycle_time(s: Session, scope: Scope, start: datetime, end: datetime) -> list[tuple[str, int, float]]:
+    done = aliased(TaskRow)
     per = _task_scope(select(TaskRow.instance_id, TaskRow.stage, func.min(TaskRow.created_at).label("opened"),
                              func.max(TaskRow.completed_at).label("closed"),
                              func.sum(case((TaskRow.status == "open", 1), else_=0)).label("still_open"))
-                      .where(TaskRow.stage.isnot(None), TaskRow.status != "cancelled"), scope) \
+                      .where(TaskRow.stage.isnot(None), TaskRow.status != "cancelled",
+                             TaskRow.instance_id.in_(select(done.instance_id).where(  # contracts active in the period
+                                 done.completed_at >= start, done.completed_at < end))), scope) \
         .group_by(TaskRow.instance_id, TaskRow.stage).subquery()
     q = select(per.c.stage, func.count(), func.avg(_seconds(s, per.c.opened, per.c.closed))) \
         .where(per.c.still_open == 0, per.c.closed >= start, per.c.closed < end).group_by(per.c.stage)
@@ -285,7 +298,8 @@ def sla(s: Session, scope: Scope, start: datetime, end: datetime, now: datetime)
     q = select(TaskRow.stage, func.sum(case((done_in, 1), else_=0)), func.sum(case((late, 1), else_=0)),
                func.sum(case((open_late, 1), else_=0))) \
         .where(TaskRow.due_at.isnot(None), or_(done_in, TaskRow.status == "open")).group_by(TaskRow.stage)
-    found = {stage: (int(a or 0), int(b or 0), int(c or 0)) for stage, a, b, c in s.execute(_task_scope(q, scope))}
+    found = {stage: (int(a or 0), int(b or 0), int(c or 0))
+             for stage, a, b, c in s.execute(_task_scope(q, scope, contract_steps=False))}
     return [(st, *found[st]) for st in STAGES if st in found]
 
 

@@ -123,7 +123,11 @@ def _persist_step(rt: Runtime, s: Session, inst: LiveInstance, package: ProcessP
     if hand_to is not None and actor is not None:
         handed = next((row for row in new_rows if row["role"] in hand_to.user.roles), None)
         if handed is not None:
-            handed["assignee_id"], handed["claimed_at"] = hand_to.user.id, now
+            from .substitutes import stand_in
+
+            substitute = stand_in(conn, hand_to.user.id, now)  # the owner is away: their substitute holds it
+            handed["assignee_id"], handed["claimed_at"] = substitute or hand_to.user.id, now
+            handed["on_behalf_of_id"] = hand_to.user.id if substitute is not None else None
     elif claim_first and actor is not None:
         claimed = next((row for row in new_rows if row["role"] in actor.roles), None)
         if claimed is not None:

@@ -17,26 +17,35 @@ The variables it reads are the process's data contract (bpmn/README.md, "Records
 
 from __future__ import annotations
 
+import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from models import Complaint, Contract, Customer, Installment, Instance, OwnershipChange, Payment, Quote, User
+from models import Complaint, Contract, Customer, Installment, Instance, OwnershipChange, Payment, Quote, TaskRow, User
 
 from .errors import InvalidInput
 
 CENT = Decimal("0.01")
+# the customer signed (and did not sign an amendment yet): the installments are owed; fulfilled ones are all paid
+OWED_STATUSES = ("signed", "delivered", "fulfilled")
+STILL_OWED_STATUSES = ("signed", "delivered")
 APPROVED_STAGES = ("contract", "delivery", "collection", "after_sales")
 
 
 def name_key(name: str) -> str:
-    """One customer per name, whatever the case and spacing: 'ACME  Ltd' is 'acme ltd'."""
-    return " ".join(name.split()).casefold()[:200]
+    """One customer per name, whatever the case, spacing, width and punctuation: 'ACME  Ltd.', 'ＡＣＭＥ Ltd' and
+    'acme ltd' are one customer, as are '华信（上海）' and '华信(上海)'; invisible characters do not count."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text
+                   if unicodedata.category(ch) not in ("Cf", "Cc"))
+    return " ".join(text.split()).casefold()[:200]
 
 
 def money(value: Any) -> Decimal | None:
@@ -63,7 +72,8 @@ def fmt(value: Decimal) -> str:
 
 
 def check_completion(s: Session, process_key: str, role: str | None, submitted: dict[str, Any],
-                     data: dict[str, Any], user_id: int, form_name: str, on_behalf_of_id: int | None = None) -> None:
+                     data: dict[str, Any], user_id: int, form_name: str, on_behalf_of_id: int | None = None,
+                     instance_id: int | None = None) -> None:
     """``submitted``: the cleaned form; ``data``: the task data with it merged in; ``on_behalf_of_id``: the away
     user a substitute completes the task for (their customers are the substitute's to quote on their behalf).
     Raises ``InvalidInput`` with the field that is wrong, like a form error, so the page keeps what was typed."""
@@ -76,7 +86,8 @@ def check_completion(s: Session, process_key: str, role: str | None, submitted: 
         problem = payment_problem(submitted.get("amount_received"), data)
         if problem:
             errors["amount_received"] = problem
-    if "customer_name" in submitted and role == "sales_rep" and process_key == "quote_to_cash":
+    if ("customer_name" in submitted and role == "sales_rep" and process_key == "quote_to_cash"
+            and not _quoted_here(s, instance_id, submitted.get("customer_name"))):
         problem = ownership_problem(s, submitted.get("customer_name"), user_id, on_behalf_of_id)
         if problem:
             errors["customer_name"] = problem
@@ -113,6 +124,16 @@ def payment_problem(received: Any, data: dict[str, Any]) -> str | None:
         return (f"the amount received ({fmt(amount)}) is more than what is still open on the contract "
                 f"({fmt(open_amount)})")
     return None
+
+
+def _quoted_here(s: Session, instance_id: int | None, name: Any) -> bool:
+    """This deal was already quoted for that customer: a resubmission stays with the deal even if the customer
+    has changed hands since (a dispute decides about new deals, not one under way)."""
+    if instance_id is None or not isinstance(name, str):
+        return False
+    latest = s.scalar(select(Customer.name_key).join(Quote, Quote.customer_id == Customer.id)
+                      .where(Quote.instance_id == instance_id).order_by(Quote.revision.desc()).limit(1))
+    return latest is not None and latest == name_key(name)
 
 
 def ownership_problem(s: Session, name: Any, user_id: int, on_behalf_of_id: int | None = None) -> str | None:
@@ -163,6 +184,17 @@ def _started_by(s: Session, instance_id: int) -> int | None:
     return s.scalar(select(Instance.started_by_id).where(Instance.id == instance_id))
 
 
+def _deal_rep(s: Session, instance_id: int) -> int | None:
+    """The rep whose deal this is: who last completed a sales-rep step (the away rep, when a substitute did it
+    for them), else who started it. Never a reviewer or finance, whoever's step this is."""
+    row = s.execute(select(TaskRow.completed_by_id, TaskRow.on_behalf_of_id).where(
+        TaskRow.instance_id == instance_id, TaskRow.role == "sales_rep", TaskRow.status == "completed")
+        .order_by(TaskRow.completed_at.desc(), TaskRow.id.desc()).limit(1)).first()
+    if row is not None:
+        return row.on_behalf_of_id or row.completed_by_id
+    return _started_by(s, instance_id)
+
+
 def _lines(items: Any) -> list[dict[str, str]] | None:
     if not isinstance(items, list):
         return None
@@ -185,45 +217,58 @@ def _project_contract(s: Session, instance_id: int, team: str | None, data: dict
     lines, amount, subtotal = _lines(data.get("line_items")), money(data.get("amount")), money(data.get("subtotal"))
     if not isinstance(name, str) or not name.strip() or lines is None or amount is None or subtotal is None:
         return  # no quote submitted yet
-    rep_id = actor_id or _started_by(s, instance_id)  # a new revision comes from the rep submitting the quote
-    customer = ensure_customer(s, name, rep_id, team, now, instance_id, actor_id, "first_deal")
+    row = s.execute(select(Quote, Customer.name_key).join(Customer, Customer.id == Quote.customer_id)
+                    .where(Quote.instance_id == instance_id).order_by(Quote.revision.desc()).limit(1)).first()
+    latest, latest_key = (row[0], row[1]) if row else (None, None)
     discount = money(data.get("discount_pct")) or Decimal("0.00")
-    latest = s.scalar(select(Quote).where(Quote.instance_id == instance_id).order_by(Quote.revision.desc()).limit(1))
     encoded = json.dumps(lines, ensure_ascii=False, sort_keys=True)
-    if latest is None or (latest.lines, latest.amount, latest.discount_pct, latest.customer_id) != (
-            encoded, amount, discount, customer.id):
-        if latest is not None and latest.status == "in_review":
+    if latest is None or latest_key != name_key(name) or (latest.lines, latest.amount, latest.discount_pct) != (
+            encoded, amount, discount):  # a new quote or a changed one: the next revision, from the deal's rep
+        rep_id = _deal_rep(s, instance_id)
+        customer = ensure_customer(s, name, rep_id, team, now, instance_id, actor_id, "first_deal")
+        if latest is not None and latest.status != "rejected":
             latest.status = "revised"
         latest = Quote(instance_id=instance_id, revision=(latest.revision + 1) if latest else 1,
                        customer_id=customer.id, rep_id=rep_id, team=team, lines=encoded, subtotal=subtotal,
                        discount_pct=discount, amount=amount, status="in_review", submitted_at=now)
         s.add(latest)
         s.flush()
-    if latest.status == "in_review":
-        if outcome == "rejected":
-            latest.status, latest.decided_at = "rejected", now
-        elif stage in APPROVED_STAGES or (completed and outcome != "rejected"):
-            latest.status, latest.decided_at = "approved", now
+    # the latest revision's status follows where the process is (a withdrawn approval is in review again)
+    status = "rejected" if outcome == "rejected" else \
+        "approved" if stage in APPROVED_STAGES or completed else "in_review"
+    if latest.status != status:
+        latest.status, latest.decided_at = status, now if status != "in_review" else None
 
     contract_no, plan = data.get("contract_no"), data.get("payment_plan")
     if not isinstance(contract_no, str) or not isinstance(plan, list):
         return
     contract = s.scalar(select(Contract).where(Contract.instance_id == instance_id))
-    business_key = s.scalar(select(Instance.business_key).where(Instance.id == instance_id))
     if contract is None:
+        business_key = s.scalar(select(Instance.business_key).where(Instance.id == instance_id))
         contract = Contract(instance_id=instance_id, business_key=business_key, contract_no=contract_no[:120],
-                            quote_id=latest.id, customer_id=customer.id, rep_id=customer.owner_id or rep_id,
-                            team=team, amount=amount, paid=Decimal("0.00"), status="drafted", created_at=now,
-                            updated_at=now)
+                            quote_id=latest.id, customer_id=latest.customer_id, rep_id=latest.rep_id, team=team,
+                            amount=amount, paid=Decimal("0.00"), status="drafted", created_at=now, updated_at=now)
         s.add(contract)
         s.flush()
+    changed = False
+    payments = data.get("payments")
+    digest = hashlib.sha256(json.dumps([contract_no, plan, payments], default=str, sort_keys=True).encode()).hexdigest()
+    if digest != contract.plan_digest:
+        # (re)drafted from the approved quote, or a payment recorded: the contract's terms, installments, payments
+        owner = s.scalar(select(Customer.owner_id).where(Customer.id == latest.customer_id))
+        contract.contract_no, contract.amount, contract.quote_id = contract_no[:120], amount, latest.id
+        contract.customer_id, contract.rep_id = latest.customer_id, owner or latest.rep_id
+        _sync_installments(s, contract, plan, payments, now, actor_id)
+        contract.plan_digest = digest
+        changed = True
     status = _contract_status(data, completed, outcome)
-    changed = (contract.contract_no, contract.amount, contract.status, contract.quote_id) != (
-        contract_no[:120], amount, status, latest.id)
-    contract.contract_no, contract.amount, contract.status = contract_no[:120], amount, status
-    contract.quote_id = latest.id
-    contract.signed_on = _day(data.get("customer_signed_on"))
-    if _sync_installments(s, contract, plan, data.get("payments"), now, actor_id) or changed:
+    signed_on = _day(data.get("customer_signed_on"))
+    amendments = data.get("amendment_no")
+    amendments = amendments if isinstance(amendments, int) and not isinstance(amendments, bool) else 0
+    if (contract.status, contract.signed_on, contract.amendments) != (status, signed_on, amendments):
+        contract.status, contract.signed_on, contract.amendments = status, signed_on, amendments
+        changed = True
+    if changed:
         contract.updated_at = now
 
 
@@ -232,6 +277,8 @@ def _contract_status(data: dict[str, Any], completed: bool, outcome: str | None)
         return "fulfilled" if outcome == "fulfilled" else "cancelled"
     if data.get("delivered_on") and data.get("acceptance") == "accepted":
         return "delivered"
+    if data.get("amendment_no") and not data.get("customer_signed_on"):
+        return "amending"  # reopened by an amendment (amend.py) until the customer signs again
     if data.get("customer_signed_on"):
         return "signed"
     return "drafted"
@@ -262,17 +309,22 @@ def _sync_installments(s: Session, contract: Contract, plan: list, payments: Any
         s.delete(rows.pop(no))
         changed = True
 
-    recorded = s.scalar(select(func.count()).select_from(Payment).where(Payment.contract_id == contract.id)) or 0
-    new = []
+    wanted_payments = []
     for seq, item in enumerate(payments if isinstance(payments, list) else [], 1):
-        if seq <= recorded or not isinstance(item, dict):
-            continue
-        amount, received = money(item.get("amount")), _day(item.get("received_on"))
-        if amount is None or received is None:
-            continue
-        new.append(dict(contract_id=contract.id, seq=seq, installment_no=item.get("installment_no"), amount=amount,
-                        received_on=received, reference=str(item.get("reference") or "")[:200],
-                        recorded_by_id=actor_id, recorded_at=now))
+        amount, received = (money(item.get("amount")), _day(item.get("received_on"))) if isinstance(item, dict) \
+            else (None, None)
+        if amount is not None and received is not None:
+            wanted_payments.append(dict(contract_id=contract.id, seq=seq, installment_no=item.get("installment_no"),
+                                        amount=amount, received_on=received,
+                                        reference=str(item.get("reference") or "")[:200]))
+    recorded = [tuple(r) for r in s.execute(select(Payment.seq, Payment.amount, Payment.received_on)
+                                            .where(Payment.contract_id == contract.id).order_by(Payment.seq))]
+    if recorded != [(p["seq"], p["amount"], p["received_on"]) for p in wanted_payments[:len(recorded)]]:
+        # the process's list is no longer what was recorded (a step before collection was done again): start over
+        s.execute(delete(Payment).where(Payment.contract_id == contract.id))
+        recorded = []
+        changed = True
+    new = [dict(p, recorded_by_id=actor_id, recorded_at=now) for p in wanted_payments[len(recorded):]]
     if not new and not changed:
         return False
     if new:
@@ -306,15 +358,12 @@ def _project_complaint(s: Session, instance_id: int, data: dict[str, Any], now: 
     row = s.scalar(select(Complaint).where(Complaint.instance_id == instance_id))
     name = data.get("customer_name")
     if row is None:
-        customer = ensure_customer(s, name, None, None, now, instance_id, None, "first_deal") \
-            if isinstance(name, str) and name.strip() else None
-        if customer is not None and customer.owner_id is None:
-            owner = s.execute(select(Contract.rep_id, Contract.team).where(
-                Contract.business_key == data.get("contract_key"))).first()
-            if owner is not None and owner.rep_id is not None:
-                ensure_customer(s, name, owner.rep_id, owner.team, now, instance_id, None, "first_deal")
+        # the contract's customer, whatever name was typed; the typed one only for a complaint without a contract
+        customer_id = s.scalar(select(Contract.customer_id).where(Contract.business_key == data.get("contract_key")))
+        if customer_id is None and isinstance(name, str) and name.strip():
+            customer_id = ensure_customer(s, name, None, None, now, instance_id, None, "first_deal").id
         row = Complaint(instance_id=instance_id, contract_key=str(data.get("contract_key") or "")[:120] or None,
-                        customer_id=customer.id if customer else None, status="open", opened_at=now)
+                        customer_id=customer_id, status="open", opened_at=now)
         s.add(row)
     row.severity = data.get("severity") if isinstance(data.get("severity"), str) else None
     satisfaction = data.get("satisfaction")
@@ -381,7 +430,7 @@ def contract_records(rt, instance_id: int) -> ContractRecords:
             return ContractRecords(quotes, None, None, None, None, [], [])
         installments = [InstallmentView(r.no, r.amount, r.due_date, r.paid, r.paid_on,
                                         (today - r.due_date).days if r.due_date < today and r.paid < r.amount
-                                        and contract.status not in ("cancelled", "fulfilled") else 0)
+                                        and contract.status in STILL_OWED_STATUSES else 0)
                         for r in s.scalars(select(Installment).where(Installment.contract_id == contract.id)
                                            .order_by(Installment.no))]
         payments = [tuple(r) for r in s.execute(select(Payment.amount, Payment.received_on, Payment.reference,

@@ -503,7 +503,7 @@ def _complete_once(rt: Runtime, task_id: int, user: UserView, data: dict[str, An
                 task, before = runner.run_user_task(workflow, row.task_uuid, cleaned)
                 after = dict(task.data)
                 records.check_completion(s, row.process_key, row.role, cleaned, after, user.id, row.name,
-                                         on_behalf_of_id=row.on_behalf_of_id)
+                                         on_behalf_of_id=row.on_behalf_of_id, instance_id=row.instance_id)
                 stepped = runner.step(workflow, origin=task)
         except runner.NotReady:
             raise Conflict(f"'{row.name}' is not ready any more; reload the contract") from None
