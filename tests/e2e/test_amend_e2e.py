@@ -27,7 +27,7 @@ def test_the_rep_amends_a_signed_contract_in_both_languages(rt, page_as):
     page.locator("#amend-reason").fill("客户追加一台车床")
     page.locator('[data-action="amend"]').click()
     expect(page.locator(".flash-ok")).to_contain_text("已发起合同修订")
-    expect(page.locator('[data-section="records"] [data-status="approved"]')).to_have_count(1)
+    expect(page.locator('[data-section="records"] [data-status="in_review"]')).to_have_text("审核中")  # again
     expect(page.locator(".history-amend").first).to_contain_text("修订了合同")
     assert flow.open_specs() == {"prepare_quote"}
     expect(page.locator('[data-section="amend"]')).to_have_count(0)  # one amendment at a time
