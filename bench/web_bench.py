@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
+import itertools
 import json
 import random
 import re
@@ -190,9 +191,14 @@ def _day(when: datetime, days: int = 0) -> str:
     return (when.astimezone(TZ).date() + timedelta(days=days)).isoformat()
 
 
+_CUSTOMER_SEQ = itertools.count(1)
+
+
 def _customer(rng: random.Random) -> str:
+    """A customer name of its own: each belongs to the rep who first quotes it, and another rep quoting it would be
+    refused (no 抢单), so names never repeat within a run."""
     (city_zh, city_en), (trade_zh, trade_en) = rng.choice(CITIES), rng.choice(TRADES)
-    suffix = rng.randint(1, 99)
+    suffix = f"{rng.randint(1, 99)}-{next(_CUSTOMER_SEQ)}"
     return f"{city_zh}{trade_zh}{suffix}号 {city_en} {trade_en} No. {suffix}"
 
 
