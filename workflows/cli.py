@@ -495,7 +495,8 @@ def backfill_records(ctx: click.Context) -> None:
     rt = _runtime(ctx)
     with tqdm(desc="backfilling", unit="instance", file=sys.stderr) as bar:
         report = records_backfill.backfill(rt, progress=bar.update)
-    click.echo(f"{report.filled} of {report.instances} instances without records were given them")
+    click.echo(f"{report.filled} of {report.instances} instances without records were given them; the others have "
+               "nothing to record yet (no quote submitted)")
 
 
 @main.group()

@@ -26,7 +26,7 @@ BATCH = 200
 @dataclass
 class BackfillReport:
     instances: int = 0  # looked at
-    filled: int = 0  # given records
+    filled: int = 0  # given records (the rest have none to give yet: a quote not submitted)
 
 
 def _missing(process_key: str):
@@ -67,4 +67,6 @@ def _fill(rt: Runtime, instance_id: int) -> int:
         records.project(s, instance_id=inst.id, process_key=inst.process_key, team=inst.team, data=data,
                         now=inst.completed_at if inst.process_key == "ownership_dispute" else inst.started_at,
                         actor_id=None, completed=completed, stage=inst.stage, outcome=outcome)
-    return 1
+        if inst.process_key == "ownership_dispute":
+            return 1
+        return int(s.scalar(select(exists().where(~_missing(inst.process_key), Instance.id == inst.id))))
