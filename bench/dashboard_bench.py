@@ -12,7 +12,6 @@ Never used for assertions. Run: ``make bench-dashboard`` (``--quick``; ``--no-po
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -25,21 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine_bench import _runtime  # noqa: E402
 from scratch import scratch_postgres  # noqa: E402
+from studio_bench import _median_ms  # noqa: E402
 
 from models import Contract, Installment, Instance  # noqa: E402
 from tests.web import WebClient  # noqa: E402
 from webapp import TestConfig, create_app  # noqa: E402
 from workflows import demo_contracts  # noqa: E402
 from workflows.services import accounts, kpis, records  # noqa: E402
-
-
-def _median_ms(fn, n: int) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1000
 
 
 def run(url: str, label: str, n: int, repeats: int) -> list[tuple[str, str]]:

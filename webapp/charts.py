@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
+from workflows.services.records import fmt
+
 from .i18n import gettext as _
 from .labels import bilingual, risk_label, stage_label
-
-
-def _money(value) -> str:
-    return f"{value:,.2f}"
 
 
 def rate_rows(rates) -> list[tuple]:
@@ -17,11 +15,11 @@ def rate_rows(rates) -> list[tuple]:
 
 
 def age_rows(buckets) -> list[tuple]:
-    return [(label, float(amount), f"{_money(amount)} ({n})") for label, amount, n in buckets]
+    return [(label, float(amount), f"{fmt(amount)} ({n})") for label, amount, n in buckets]
 
 
 def pipeline_rows(stages) -> list[tuple]:
-    return [(stage_label(stage), n, f"{n} · {_money(amount)}") for stage, n, amount in stages]
+    return [(stage_label(stage), n, f"{n} · {fmt(amount)}") for stage, n, amount in stages]
 
 
 def hours_rows(rows) -> list[tuple]:

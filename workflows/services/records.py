@@ -285,9 +285,9 @@ def _contract_status(data: dict[str, Any], completed: bool, outcome: str | None)
 
 
 def _sync_installments(s: Session, contract: Contract, plan: list, payments: Any, now: datetime,
-                       actor_id: int | None) -> bool:
+                       actor_id: int | None) -> None:
     """Installments as the plan says, payments as the process recorded them, each payment applied to the
-    oldest installment still open. Returns whether anything changed."""
+    oldest installment still open."""
     changed = False
     wanted = []
     for no, item in enumerate(plan, 1):
@@ -326,7 +326,7 @@ def _sync_installments(s: Session, contract: Contract, plan: list, payments: Any
         changed = True
     new = [dict(p, recorded_by_id=actor_id, recorded_at=now) for p in wanted_payments[len(recorded):]]
     if not new and not changed:
-        return False
+        return
     if new:
         s.execute(insert(Payment), new)
     s.flush()
@@ -334,7 +334,6 @@ def _sync_installments(s: Session, contract: Contract, plan: list, payments: Any
                               .order_by(Payment.seq)))
     contract.paid = sum((r.amount for r in received), Decimal("0.00"))
     _apply(sorted(rows.values(), key=lambda r: r.no), received)
-    return True
 
 
 def _apply(installments: list[Installment], payments: list) -> None:
